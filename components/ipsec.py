@@ -1,0 +1,40 @@
+"""The IPsec link between the two servers: one SA per direction, keys generated unless given."""
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import pulumi
+
+from components.generated_secret import GeneratedSecret
+from components.render import ipsec as render
+
+
+@dataclass(frozen=True)
+class IpsecLinkArgs:
+    spec: object                                         # components.spec.ClusterSpec
+    keys: Mapping[str, pulumi.Output] = field(default_factory=dict)  # per node: the SA towards it
+
+
+class IpsecLink(pulumi.ComponentResource):
+    """Per node, the xfrm commands (as `ip -batch` text, secret: it carries the keys) and the SPIs in use."""
+
+    xfrm: Mapping[str, pulumi.Output]
+    spis: Mapping[str, str]  # hex, as `ip xfrm state` prints them
+
+    def __init__(self, name: str, args: IpsecLinkArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("ovh-ha:ipsec:IpsecLink", name, None, opts)
+        spec = args.spec
+        ipsec = spec.ipsec
+        keys = {}
+        for node in spec.nodes:
+            given = args.keys.get(node.name)
+            if given is None:
+                given = GeneratedSecret(f"{name}-key-{node.name}", length=render.key_bytes(ipsec),
+                                        epoch=ipsec.key_epoch, opts=pulumi.ResourceOptions(parent=self)).value
+            keys[node.name] = pulumi.Output.secret(given)
+        self.spis = {node.name: f"0x{ipsec.spis[node.name]:08x}" for node in spec.nodes}
+        all_keys = pulumi.Output.all(**keys)
+        self.xfrm = {
+            node.name: pulumi.Output.secret(all_keys.apply(lambda k, n=node.name: render.xfrm_batch(spec, n, k)))
+            for node in spec.nodes
+        }
+        self.register_outputs({"spis": self.spis, "xfrm": self.xfrm})

@@ -1,0 +1,44 @@
+"""The project's own program through the real engine: the lab stack previews; bad config stops everything."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.support.engine import REPO, Stack
+
+
+def test_main_command_previews_the_lab_stack():
+    proc = subprocess.run(["make", "-s", "demo"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ovh-ha:cluster:HaCluster" in proc.stdout
+    assert 'routedTo  : "ns11111.ovh.net"' in proc.stdout
+
+
+def project_copy(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "components", src / "components", ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def test_invalid_config_fails_before_any_resource(tmp_path):
+    stack = Stack(project_copy(tmp_path), tmp_path)
+    stack.init()
+    config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())["config"]
+    config = {k: v for k, v in config.items() if not k.startswith("ovh:") or k == "ovh:endpoint"}
+    config["ovh-ha-cluster:heartbeat"] = {"keepalive": 2, "deadtime": 3, "warntime": 1, "initdead": 6}
+    config["ovh-ha-cluster:heartbeatAuthkey"] = "typed-in-plain-text"
+    (stack.dir / f"Pulumi.{stack.name}.yaml").write_text(yaml.safe_dump({"config": config}))
+    proc = stack.pulumi("preview", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ovh-ha-cluster:heartbeat.deadtime" in out
+    assert "ovh-ha-cluster:heartbeatAuthkey" in out and "typed-in-plain-text" not in out
+    assert "ovh:applicationSecret" in out
+    up = stack.pulumi("up", "--yes", check=False)
+    assert up.returncode != 0
+    state = stack.export()
+    assert "ovh-ha:" not in state, "no resource may be registered when the configuration is invalid"
