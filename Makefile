@@ -12,15 +12,16 @@ LOCAL_STACKS := lab vmlab
 STACK_ENV = $(if $(filter $(STACK),$(LOCAL_STACKS)),PULUMI_CONFIG_PASSPHRASE_FILE=$(CURDIR)/lab/passphrase)
 PULUMI = $(STACK_ENV) $(RUN) pulumi
 
-.PHONY: help engine venv test demo preview up refresh destroy stack lab-up lab-down check-config
+.PHONY: help engine venv test demo preview up refresh destroy stack lab-up lab-down check-config ovh-credentials
 
 help:
-	@echo "make demo                 the main job: pulumi preview of the whole cluster on the lab stack"
+	@echo "make demo                 the main job: bring the lab up, then pulumi up of the whole cluster on it"
 	@echo "make test                 the whole test suite (real engine, real lab)"
 	@echo "make engine               build or find the Pulumi engine into .engine/bin"
 	@echo "make lab-up | lab-down    the local two-host lab (network namespaces)"
-	@echo "make preview|up|refresh|destroy [STACK=lab]"
+	@echo "make preview|up|refresh|destroy [STACK=lab] [YES=1] [REFRESH=1: read the servers first]"
 	@echo "make check-config STACK=prod   validate a stack file without the engine or any server"
+	@echo "make ovh-credentials STACK=prod   ask OVH for the operator's and the node agent's consumer keys"
 
 engine:
 	@engine/bootstrap
@@ -35,21 +36,36 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 test: engine venv
 	$(RUN) $(PY) -m pytest -rs tests
 
-lab-up: venv
-	$(PY) lab/lab.py up
+# The netns hosts, then the OVH API emulator seeded from Pulumi.lab.yaml (127.0.0.1:18080).
+lab-up: engine venv
+	$(PYTHON) lab/lab.py up
+	$(PY) -m lab.ovh_emulator up
 
 lab-down:
+	-$(PYTHON) -m lab.ovh_emulator down
 	$(PYTHON) lab/lab.py down
+
+# Two least-privilege consumer keys (operator, node agent) for STACK's failover IP and SMS service; needs
+# OVH_APPLICATION_KEY and OVH_APPLICATION_SECRET in the environment. See README, "OVH credentials".
+ovh-credentials: stack
+	@ip=$$($(PULUMI) config get --path failoverIp.address --stack $(STACK)); \
+	 sms=$$($(PULUMI) config get --path alerts.sms.service --stack $(STACK) 2>/dev/null || true); \
+	 ep=$$($(PULUMI) config get ovh:endpoint --stack $(STACK)); \
+	 for role in operator node; do echo "== $$role key"; \
+	   $(PY) -m components.ovh --endpoint "$$ep" request-credential --role $$role --ip "$$ip" \
+	     $${sms:+--sms-service "$$sms"} || exit 1; done
 
 stack: engine venv
 	@$(PULUMI) stack select --create --non-interactive $(STACK) >/dev/null
 
-# The main job. Until the lab hosts and the remote layer land, it previews the lab stack end to end.
-demo: stack
-	$(PULUMI) preview --non-interactive --stack lab
+# The main job: the two lab hosts (root: network namespaces), then the whole cluster deployed on them.
+demo: lab-up
+	@$(MAKE) -s stack STACK=lab
+	$(MAKE) -s up STACK=lab YES=1 REFRESH=1
 
 preview up refresh destroy: stack
-	$(PULUMI) $@ --stack $(STACK) $(if $(filter up refresh destroy,$@),$(if $(YES),--yes))
+	$(PULUMI) $@ --stack $(STACK) $(if $(filter up refresh destroy,$@),$(if $(YES),--yes)) \
+	  $(if $(filter up preview,$@),$(if $(REFRESH),--refresh))
 
 check-config: venv
 	$(PY) -m components.check_config Pulumi.$(STACK).yaml

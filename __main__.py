@@ -18,6 +18,9 @@ secrets = ClusterSecrets(
     heartbeat_authkey=stack_config.secret(values, "ovh-ha-cluster:heartbeatAuthkey"),
     ipsec_keys={node: pulumi.Output.secret(key)
                 for node, key in (values.get("ovh-ha-cluster:ipsecKeys") or {}).items()},
+    ssh_private_key=stack_config.secret(values, "ovh-ha-cluster:sshPrivateKey"),
+    agent_credentials=stack_config.agent_credentials(values, spec),
+    ovh_credentials=stack_config.ovh_credentials(values),
 )
 cluster = HaCluster("cluster", HaClusterArgs(spec=spec, secrets=secrets))
 for key, value in cluster.outputs.items():

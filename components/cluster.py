@@ -10,7 +10,7 @@ from components.failover_ip import FailoverIp, FailoverIpArgs
 from components.firewall import Firewall, FirewallArgs
 from components.heartbeat import HeartbeatGroup, HeartbeatGroupArgs
 from components.ipsec import IpsecLink, IpsecLinkArgs
-from components.node import Node, NodeArgs
+from components.node import BASE_PACKAGES, Node, NodeArgs
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,9 @@ class ClusterSecrets:
 
     heartbeat_authkey: Optional[pulumi.Output] = None
     ipsec_keys: Mapping[str, pulumi.Output] = field(default_factory=dict)
+    ssh_private_key: Optional[pulumi.Output] = None
+    agent_credentials: Optional[pulumi.Output] = None   # ovh.conf text for the node agent
+    ovh_credentials: Optional[pulumi.Output] = None     # {applicationKey, applicationSecret, consumerKey}
 
 
 @dataclass(frozen=True)
@@ -38,18 +41,26 @@ class HaCluster(pulumi.ComponentResource):
         def child(*after):
             return pulumi.ResourceOptions(parent=self, depends_on=[r for r in after if r is not None])
 
-        self.nodes: Dict[str, Node] = {n.name: Node(n.name, NodeArgs(spec=n), child()) for n in spec.nodes}
+        secrets = args.secrets
+        packages = BASE_PACKAGES + (("drbd-utils",) if spec.drbd.enabled else ())
+        self.nodes: Dict[str, Node] = {
+            n.name: Node(n.name, NodeArgs(spec=n, ssh_key_file=spec.ssh_key_file,
+                                          ssh_private_key=secrets.ssh_private_key, packages=packages), child())
+            for n in spec.nodes}
         nodes = list(self.nodes.values())
-        self.ipsec = (IpsecLink(f"{name}-ipsec", IpsecLinkArgs(spec=spec, keys=args.secrets.ipsec_keys), child(*nodes))
-                      if spec.ipsec.enabled else None)
-        self.firewall = (Firewall(f"{name}-firewall", FirewallArgs(spec=spec), child(*nodes, self.ipsec))
+        by_name = self.nodes
+        self.ipsec = (IpsecLink(f"{name}-ipsec", IpsecLinkArgs(spec=spec, keys=secrets.ipsec_keys, nodes=by_name),
+                                child(*nodes)) if spec.ipsec.enabled else None)
+        self.firewall = (Firewall(f"{name}-firewall", FirewallArgs(spec=spec, nodes=by_name), child(*nodes, self.ipsec))
                          if spec.firewall.enabled else None)
-        self.drbd = (DrbdResource(f"{name}-drbd", DrbdResourceArgs(spec=spec), child(*nodes, self.ipsec))
+        self.drbd = (DrbdResource(f"{name}-drbd", DrbdResourceArgs(spec=spec, nodes=by_name), child(*nodes, self.ipsec))
                      if spec.drbd.enabled else None)
-        self.failover_ip = FailoverIp(f"{name}-failover-ip", FailoverIpArgs(spec=spec), child(*nodes))
+        self.failover_ip = FailoverIp(f"{name}-failover-ip", FailoverIpArgs(spec=spec, credentials=secrets.ovh_credentials),
+                                      child(*nodes))
         self.alerts = Alerts(f"{name}-alerts", AlertsArgs(spec=spec), child(*nodes))
         self.heartbeat = HeartbeatGroup(
-            f"{name}-heartbeat", HeartbeatGroupArgs(spec=spec, authkey=args.secrets.heartbeat_authkey),
+            f"{name}-heartbeat", HeartbeatGroupArgs(spec=spec, nodes=by_name, authkey=secrets.heartbeat_authkey,
+                                                  agent_credentials=secrets.agent_credentials),
             child(*nodes, self.ipsec, self.firewall, self.drbd, self.failover_ip, self.alerts))
         self.outputs = self._outputs(spec)
         self.register_outputs(self.outputs)
@@ -67,7 +78,7 @@ class HaCluster(pulumi.ComponentResource):
                     "address": node.address,
                     "drbdRole": None,
                     "drbdDiskState": None,
-                    "heartbeatRunning": None,
+                    "heartbeatRunning": self.heartbeat.running.get(name),
                 }
                 for name, node in self.nodes.items()
             },

@@ -18,12 +18,14 @@ class _GeneratedSecretProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
 
 
-class GeneratedSecret(Resource):
+class GeneratedSecret(Resource, module="secret", name="GeneratedSecret"):
     """`value` is `length` random bytes in hex; bump `epoch` to replace it with a fresh one."""
 
     value: pulumi.Output[str]
 
     def __init__(self, name: str, length: int, epoch: int = 1, opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["value"]))
+        # The alias keeps secrets made before the resource had its own type name: no new value on upgrade.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["value"], aliases=[pulumi.Alias(type_="pulumi-python:dynamic:Resource")]))
         super().__init__(_GeneratedSecretProvider(), name,
                          {"length": length, "epoch": epoch, "value": None}, opts)

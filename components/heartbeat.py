@@ -1,20 +1,29 @@
-"""Heartbeat: ha.cf per node, the shared authkeys, and the resource group it moves."""
-from dataclasses import dataclass
+"""Heartbeat: ha.cf per node, the shared authkeys, the resource group it moves, and the daemon itself."""
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Optional
 
 import pulumi
 
 from components.generated_secret import GeneratedSecret
+from components.remote.resources import RemoteFile, Service
+from components.render import agent
 from components.render import heartbeat as render
+
+AGENT_SCRIPT = Path(__file__).resolve().parents[1] / "node" / agent.NAME
 
 
 @dataclass(frozen=True)
 class HeartbeatGroupArgs:
-    spec: object                           # components.spec.ClusterSpec
+    spec: object                             # components.spec.ClusterSpec
+    nodes: Mapping[str, object] = field(default_factory=dict)   # name -> components.node.Node
     authkey: Optional[pulumi.Output] = None  # the operator's secret; generated when None
+    agent_credentials: Optional[pulumi.Output] = None   # secret ovh.conf text for the node agent
 
 
 class HeartbeatGroup(pulumi.ComponentResource):
+    """Files first, then the daemon on each node, restarted when one of its files changed."""
+
     ha_cf: Mapping[str, pulumi.Output]
     authkeys: pulumi.Output
     haresources: Mapping[str, pulumi.Output]
@@ -29,4 +38,25 @@ class HeartbeatGroup(pulumi.ComponentResource):
         self.ha_cf = {n.name: pulumi.Output.from_input(render.ha_cf(spec, n.name)) for n in spec.nodes}
         # Per node: the failover-IP resource names the node's own interface, which may differ.
         self.haresources = {n.name: pulumi.Output.from_input(render.haresources(spec, n.name)) for n in spec.nodes}
+        self.running: dict = {}
+        script = AGENT_SCRIPT.read_text()
+        for node_name, node in args.nodes.items():
+            here = pulumi.ResourceOptions(parent=self, depends_on=node.ready)
+            files = [
+                RemoteFile(f"{name}-{node_name}-ha-cf", node, render.HA_CF_PATH, self.ha_cf[node_name], opts=here),
+                RemoteFile(f"{name}-{node_name}-authkeys", node, render.AUTHKEYS_PATH, self.authkeys, mode="0600",
+                           secret=True, opts=here),
+                RemoteFile(f"{name}-{node_name}-haresources", node, render.HARESOURCES_PATH,
+                           self.haresources[node_name], opts=here),
+                RemoteFile(f"{name}-{node_name}-agent", node, agent.SCRIPT_PATH, script, mode="0755", opts=here),
+                RemoteFile(f"{name}-{node_name}-agent-config", node, agent.CONFIG_PATH,
+                           agent.config_file(spec, node_name), opts=here),
+            ]
+            if args.agent_credentials is not None:
+                files.append(RemoteFile(f"{name}-{node_name}-agent-credentials", node, agent.CREDENTIALS_PATH,
+                                        args.agent_credentials, mode="0600", secret=True, opts=here))
+            daemon = Service(f"{name}-{node_name}-heartbeat", node, "heartbeat", running=True, enabled=True,
+                             restart_on=[f.sha256 for f in files[:3]], pidfile="/run/heartbeat.pid",
+                             opts=pulumi.ResourceOptions(parent=self, depends_on=files))
+            self.running[node_name] = daemon.observed.apply(lambda o: bool(o and o.get("running")))
         self.register_outputs({"haCf": self.ha_cf, "authkeys": self.authkeys, "haresources": self.haresources})

@@ -5,6 +5,7 @@ from typing import Mapping, Optional
 import pulumi
 
 from components.generated_secret import GeneratedSecret
+from components.remote.resources import XfrmSet
 from components.render import ipsec as render
 
 
@@ -12,6 +13,7 @@ from components.render import ipsec as render
 class IpsecLinkArgs:
     spec: object                                         # components.spec.ClusterSpec
     keys: Mapping[str, pulumi.Output] = field(default_factory=dict)  # per node: the SA towards it
+    nodes: Mapping[str, object] = field(default_factory=dict)        # name -> components.node.Node
 
 
 class IpsecLink(pulumi.ComponentResource):
@@ -37,4 +39,10 @@ class IpsecLink(pulumi.ComponentResource):
             node.name: pulumi.Output.secret(all_keys.apply(lambda k, n=node.name: render.xfrm_batch(spec, n, k)))
             for node in spec.nodes
         }
+        for node_name, node in args.nodes.items():
+            commands = render.xfrm_commands(spec, node_name)
+            tokens = sorted({w for argv in commands for w in argv if w.startswith("@") and w.endswith("@")})
+            fills = all_keys.apply(lambda k, t=tokens: {tok: render.fill_keys(ipsec, tok, k) for tok in t})
+            XfrmSet(f"{name}-{node_name}-xfrm", node, commands, fills,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=node.ready))
         self.register_outputs({"spis": self.spis, "xfrm": self.xfrm})

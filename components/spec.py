@@ -25,6 +25,7 @@ SECRET_KEYS = frozenset({
     f"{PROJECT}:heartbeatAuthkey",
     f"{PROJECT}:ipsecKeys",
     f"{PROJECT}:sshPrivateKey",
+    f"{PROJECT}:agentConsumerKey",
     f"{OVH}:applicationKey",
     f"{OVH}:applicationSecret",
     f"{OVH}:consumerKey",
@@ -34,6 +35,7 @@ TOP_LEVEL_KEYS = (
     f"{PROJECT}:nodes", f"{PROJECT}:failoverIp", f"{PROJECT}:drbd", f"{PROJECT}:heartbeat",
     f"{PROJECT}:heartbeatAuthkey", f"{PROJECT}:ipsec", f"{PROJECT}:ipsecKeys", f"{PROJECT}:firewall",
     f"{PROJECT}:alerts", f"{PROJECT}:ovhApi", f"{PROJECT}:sshPrivateKey", f"{PROJECT}:sshKeyFile",
+    f"{PROJECT}:agentConsumerKey",
     f"{OVH}:endpoint", f"{OVH}:applicationKey", f"{OVH}:applicationSecret", f"{OVH}:consumerKey",
 )
 
@@ -85,6 +87,7 @@ class SpecError(ValueError):
 class SshSpec:
     user: str = "root"
     port: int = 22
+    host: Optional[str] = None      # where sshd answers when not on the node's address (a jump, a lab forward)
     host_key: Optional[str] = None  # "ssh-ed25519 AAAA..."; None: trust on first use, recorded in state
 
 
@@ -585,7 +588,8 @@ def _host_key_problem(text: str) -> Optional[str]:
 # ---------------------------------------------------------------------------------- the parser
 
 _NODE_KEYS = ("name", "service", "address", "interface", "ssh")
-_SSH_KEYS = ("user", "port", "hostKey")
+_SSH_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
+_SSH_KEYS = ("user", "port", "host", "hostKey")
 _FIP_KEYS = ("address", "initialNode", "failBack")
 _DRBD_KEYS = ("enabled", "resource", "disk", "device", "mountPoint", "fsType", "port", "protocol", "syncRate",
               "afterSb0pri", "afterSb1pri", "afterSb2pri", "fencing", "handlers", "initialPrimary", "metaDisk")
@@ -624,6 +628,11 @@ def parse_config(values: Mapping[str, object], secret_keys: Iterable[str]) -> Cl
     _check_secret_values(r, values, secret_keys, ipsec, names)
     _check_cross(r, nodes, drbd, heartbeat, ipsec, firewall, alerts)
 
+    if values.get(f"{PROJECT}:agentConsumerKey") in (None, ""):
+        r.warn(f"{PROJECT}:agentConsumerKey", "not set: the failover-IP resource script on the servers gets no OVH "
+                                             "credentials, so a Heartbeat takeover cannot move the IP; request a "
+                                             "node key with `make ovh-credentials` and set it with "
+                                             "`pulumi config set --secret agentConsumerKey`")
     if r.problems:
         raise SpecError(r.problems)
     given = frozenset(k for k in SECRET_KEYS if values.get(k) not in (None, "", {}))
@@ -701,13 +710,15 @@ def _parse_nodes(r: _Reader, raw: Any) -> List[Optional[NodeSpec]]:
         user = r.string(f"{path}.ssh.user", ssh_obj.get("user"), default="root", pattern=_USER,
                         expected="a user name such as root")
         port = r.port(f"{path}.ssh.port", ssh_obj.get("port"), 22)
+        ssh_host = r.string(f"{path}.ssh.host", ssh_obj.get("host"), pattern=_SSH_HOST,
+                            expected="a host name or IP address where this server's sshd answers")
         host_key = r.string(f"{path}.ssh.hostKey", ssh_obj.get("hostKey"), expected="a public host key")
         if host_key is not None:
             reason = _host_key_problem(host_key)
             if reason:
                 r.problem(f"{path}.ssh.hostKey", reason)
         nodes.append(NodeSpec(name=name, service=service, address=str(address) if address else None,
-                              interface=interface, ssh=SshSpec(user=user, port=port, host_key=host_key)))
+                              interface=interface, ssh=SshSpec(user=user, port=port, host=ssh_host, host_key=host_key)))
     valid = [n for n in nodes if n is not None]
     if len(valid) == 2:
         a, b = valid
@@ -1096,13 +1107,14 @@ def _check_secret_values(r: _Reader, values: Mapping[str, object], secret_keys: 
     elif authkey not in (None, "") and not isinstance(authkey, Concealed):
         r.problem(f"{PROJECT}:heartbeatAuthkey", "expected a string (value hidden)")
 
-    for name in ("applicationKey", "applicationSecret", "consumerKey"):
-        value = values.get(f"{OVH}:{name}")
+    for key in (f"{OVH}:applicationKey", f"{OVH}:applicationSecret", f"{OVH}:consumerKey",
+                f"{PROJECT}:agentConsumerKey"):
+        value = values.get(key)
         if value not in (None, "") and not isinstance(value, (str, Concealed)):
-            r.problem(f"{OVH}:{name}", "expected a string (value hidden)")
+            r.problem(key, "expected a string (value hidden)")
         elif isinstance(value, str) and (not value.strip() or any(c.isspace() for c in value.strip())):
-            r.problem(f"{OVH}:{name}", "contains spaces or line breaks (value hidden); expected the credential "
-                                       "as OVH printed it")
+            r.problem(key, "contains spaces or line breaks (value hidden); expected the credential "
+                           "as OVH printed it")
 
     keys_key = f"{PROJECT}:ipsecKeys"
     raw = values.get(keys_key)

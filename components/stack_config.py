@@ -35,3 +35,27 @@ def secret(values: Mapping[str, object], key: str):
     if value in (None, "", {}):
         return None
     return pulumi.Output.secret(value)
+
+
+def agent_credentials(values: Mapping[str, object], spec):
+    """python-ovh's ovh.conf for the node agent (secret): the application's key and secret with the agent's
+    own consumer key. None when that key is not set (spec warns)."""
+    from components.render.agent import credentials_file
+
+    consumer = values.get("ovh-ha-cluster:agentConsumerKey")
+    if consumer in (None, ""):
+        return None
+    endpoint = spec.ovh_api.endpoint or values.get("ovh:endpoint") or "ovh-eu"
+    parts = pulumi.Output.all(values.get("ovh:applicationKey"), values.get("ovh:applicationSecret"), consumer)
+    return pulumi.Output.secret(parts.apply(lambda p: credentials_file(endpoint, p[0] or "", p[1] or "", p[2])))
+
+
+OVH_KEYS = ("applicationKey", "applicationSecret", "consumerKey")
+
+
+def ovh_credentials(values: Mapping[str, object]):
+    """The operator's OVH API credentials as one secret; None leaves python-ovh to its OVH_* variables or
+    ovh.conf."""
+    if not all(values.get(f"ovh:{k}") for k in OVH_KEYS):
+        return None
+    return pulumi.Output.secret({k: values[f"ovh:{k}"] for k in OVH_KEYS})

@@ -29,7 +29,7 @@ def config(spec: ClusterSpec, node_name: str) -> Dict[str, object]:
     node = spec.node(node_name)
     peer = spec.peer(node_name)
     fip = spec.failover_ip
-    return {
+    out = {
         "node": node.name,
         "peer": peer.name,
         "service": node.service,            # where `start` routes the failover IP
@@ -38,10 +38,15 @@ def config(spec: ClusterSpec, node_name: str) -> Dict[str, object]:
         "failoverIp": fip.cidr,
         "addresses": list(fip.addresses),
         "services": {n.name: n.service for n in spec.nodes},
-        "backend": spec.ovh_api.backend,
+        # The agent speaks the REST API whatever the program uses: its own consumer key is a REST credential.
+        "backend": "rest",
         "endpoint": spec.ovh_api.endpoint,
         "credentialsFile": CREDENTIALS_PATH,
     }
+    sms = spec.alerts.sms
+    if sms is not None and sms.enabled:
+        out["sms"] = {"service": sms.service, "sender": sms.sender, "recipients": list(sms.recipients)}
+    return out
 
 
 def config_file(spec: ClusterSpec, node_name: str) -> str:

@@ -1,4 +1,5 @@
 """The project's own program through the real engine: the lab stack previews; bad config stops everything."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,11 +9,14 @@ import yaml
 from tests.support.engine import REPO, Stack
 
 
-def test_main_command_previews_the_lab_stack():
-    proc = subprocess.run(["make", "-s", "demo"], cwd=REPO, capture_output=True, text=True, timeout=600)
+def test_main_command_deploys_the_lab_stack_on_the_lab():
+    """`make demo`: lab up, then `pulumi up` of the lab stack (in the repository's own backend)."""
+    proc = subprocess.run(["make", "-s", "demo"], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ovh-ha:cluster:HaCluster" in proc.stdout
+    assert "lab up" in proc.stdout or "lab already up" in proc.stdout
+    assert re.search(r"Resources:\n(    [+~] \d+ (created|updated)\n)*(    \d+ unchanged\n)?", proc.stdout), proc.stdout
     assert 'routedTo  : "ns11111.ovh.net"' in proc.stdout
+    assert proc.stdout.count("heartbeatRunning: true") == 2, proc.stdout
 
 
 def project_copy(tmp_path: Path) -> Path:

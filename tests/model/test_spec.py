@@ -29,6 +29,7 @@ def minimal():
         "ovh:applicationKey": CONCEALED,
         "ovh:applicationSecret": CONCEALED,
         "ovh:consumerKey": CONCEALED,
+        "ovh-ha-cluster:agentConsumerKey": CONCEALED,
     }
     return values, {k for k in values if k in SECRET_KEYS}
 
@@ -55,7 +56,7 @@ def test_defaults_are_the_tutorials():
     assert (spec.ovh_api.backend, spec.ovh_api.endpoint) == ("rest", "ovh-eu")
     assert spec.alerts.sms.enabled is False
     assert spec.warnings == ()
-    assert spec.secrets_set == frozenset({"ovh-ha-cluster:sshPrivateKey", "ovh:applicationKey",
+    assert spec.secrets_set == frozenset({"ovh-ha-cluster:sshPrivateKey", "ovh-ha-cluster:agentConsumerKey", "ovh:applicationKey",
                                           "ovh:applicationSecret", "ovh:consumerKey"})
 
 

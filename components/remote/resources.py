@@ -1,0 +1,496 @@
+"""Stateful remote resources: Pulumi dynamic providers whose `read` probes the server over SSH.
+
+Each resource keeps what it observed after its last change under the `observed` output. `pulumi refresh`
+re-probes, so a hand edit shows up as a change of that output; the next `diff` compares the declared state
+with it and `update` applies only the plan for the difference (components.remote.plans).
+
+Every resource takes `connection` (node, host, port, user, keyFile: plain), `hostKey` (the key recorded by
+HostKey, so each login checks it) and `sshPrivateKey` (secret, or None when keyFile is used). Providers
+hold no state of their own: everything they need comes in the properties, so nothing secret is pickled.
+"""
+import hashlib
+from typing import Any, Dict, List, Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+CONN_KEYS = ("connection", "hostKey", "sshPrivateKey")
+
+
+def _session(props: dict):
+    from components.remote import ssh
+
+    target = ssh.Target.from_props(props["connection"], host_key=props.get("hostKey"))
+    return ssh.session(target, props.get("sshPrivateKey"))
+
+
+def _fail(props: dict, what: str, error: Exception):
+    """Errors name the node and the resource; secrets never reach a message (they are not in errors)."""
+    from components.remote.ssh import RemoteError
+
+    node = props.get("connection", {}).get("node", "?")
+    text = str(error)
+    if isinstance(error, RemoteError) and text.startswith(node):
+        raise RemoteError(f"{what}: {text}") from None
+    raise RemoteError(f"{node}: {what}: {text}") from None
+
+
+def _execute(sess, steps: List[dict], files: Optional[Dict[str, bytes]] = None,
+             fill: Optional[Dict[str, str]] = None) -> None:
+    for step in steps:
+        if "run" in step:
+            sess.check(step["run"])
+        elif "put" in step:
+            sess.put(step["put"], files[step["put"]], int(step["mode"], 8), step["owner"], step["group"])
+        elif "batch" in step:
+            text = "".join(line + "\n" for line in step["batch"])
+            for placeholder, value in (fill or {}).items():
+                text = text.replace(placeholder, value)
+            sess.check("ip -batch -", stdin=text.encode(), what="ip -batch (xfrm)")
+
+
+def _probe(sess, fact: str, *args):
+    from components.remote import facts
+
+    result = sess.run(facts.command_for(fact, *args))
+    return facts.parse(fact, result.status, result.lines)
+
+
+def _moved(olds: dict, news: dict) -> bool:
+    """Another server entirely: only then is a resource replaced (a new port or key file is just an update)."""
+    return (olds.get("connection") or {}).get("node") != (news.get("connection") or {}).get("node")
+
+
+def _changed(olds: dict, news: dict, keys) -> List[str]:
+    return [k for k in keys if olds.get(k) != news.get(k)]
+
+
+OUTPUT_KEYS = ("observed", "sha256", "applied", "drift")
+
+
+def _refreshed(id_, props: dict, observed, drift: Optional[str], extra: Optional[dict] = None) -> ReadResult:
+    """What `pulumi refresh` records: the observed facts as outputs, and, when the server drifted, a `drift`
+    input that says how; the next plan then shows it as a property going away, i.e. what `up` will undo."""
+    outs = {k: v for k, v in props.items() if k != "drift"}
+    outs.update(extra or {})
+    outs["observed"] = observed
+    inputs = {k: v for k, v in props.items() if k not in OUTPUT_KEYS}
+    if drift:
+        inputs["drift"] = drift
+    return ReadResult(id_=id_, outs=outs, inputs=inputs)
+
+
+class _Remote(Resource):
+    """Common wiring: connection properties, secret outputs, and a readable type name."""
+
+    def __init__(self, provider, name: str, props: dict, node, secret_outputs=(), opts=None):
+        conn = {"connection": node.connection, "hostKey": node.host_key, "sshPrivateKey": node.ssh_private_key}
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["sshPrivateKey", *secret_outputs]))
+        super().__init__(provider, name, {**conn, **props, "observed": None}, opts)
+
+
+# -- host key -----------------------------------------------------------------------------------------------
+
+class _HostKeyProvider(ResourceProvider):
+    """Trust on first use, recorded in state; or the key the operator declared. Checked on every read."""
+
+    def _scan(self, props: dict, expected: Optional[str]) -> str:
+        from components.remote import ssh
+
+        target = ssh.Target.from_props(props["connection"], host_key=expected)
+        try:
+            return ssh.session(target, props.get("sshPrivateKey")).presented_key
+        except ssh.RemoteError as error:
+            _fail(props, "SSH host key", error)
+
+    def create(self, props):
+        key = self._scan(props, props.get("declared"))
+        outs = {**props, "hostKey": key, "fingerprint": _fp(key)}
+        return CreateResult(id_=props["connection"]["node"], outs=outs)
+
+    def read(self, id_, props):
+        key = self._scan(props, props.get("hostKey"))
+        return ReadResult(id_=id_, outs={**props, "hostKey": key, "fingerprint": _fp(key)})
+
+    def diff(self, _id, olds, news):
+        if _moved(olds, news):
+            return DiffResult(changes=True, replaces=["connection"], delete_before_replace=True)
+        changed = _changed(olds, news, ("declared", "connection"))
+        return DiffResult(changes=bool(changed))
+
+    def update(self, _id, olds, news):
+        key = self._scan(news, news.get("declared") or olds.get("hostKey"))
+        return UpdateResult(outs={**news, "hostKey": key, "fingerprint": _fp(key)})
+
+    def delete(self, _id, _props):
+        return None
+
+
+def _fp(key: str) -> str:
+    from components.remote.ssh import key_fingerprint
+
+    return key_fingerprint(key)
+
+
+class HostKey(Resource, module="remote", name="HostKey"):
+    """The server's SSH host key as every other remote resource of this node will expect it."""
+
+    hostKey: pulumi.Output[str]       # noqa: N815 - named as the output property
+    fingerprint: pulumi.Output[str]
+
+    def __init__(self, name: str, connection: dict, declared: Optional[str], ssh_private_key=None, opts=None):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["sshPrivateKey"]))
+        super().__init__(_HostKeyProvider(), name,
+                         {"connection": connection, "declared": declared, "sshPrivateKey": ssh_private_key,
+                          "hostKey": None, "fingerprint": None}, opts)
+
+
+# -- file ---------------------------------------------------------------------------------------------------
+
+class _FileProvider(ResourceProvider):
+    """One file: content (by SHA-256), mode, owner, group. Written atomically; removed on delete."""
+
+    @staticmethod
+    def _desired(props: dict) -> dict:
+        content = props.get("content")
+        digest = hashlib.sha256(content.encode()).hexdigest() if isinstance(content, str) else props.get("sha256")
+        return {"path": props["path"], "mode": props["mode"], "owner": props["owner"], "group": props["group"],
+                "sha256": digest}
+
+    def _apply(self, props: dict) -> dict:
+        from components.remote import plans
+
+        sess = None
+        try:
+            sess = _session(props)
+            fact = _probe(sess, "file", props["path"])
+            steps = plans.plan_file(self._desired(props), fact)
+            _execute(sess, steps, files={props["path"]: props["content"].encode()})
+            return _probe(sess, "file", props["path"]) if steps else fact
+        except Exception as error:  # noqa: BLE001 - re-raised with the node and the path
+            _fail(props, f"file {props['path']}", error)
+
+    def create(self, props):
+        observed = self._apply(props)
+        return CreateResult(id_=f"{props['connection']['node']}:{props['path']}", outs=self._outs(props, observed))
+
+    @staticmethod
+    def _outs(props, observed):
+        outs = {k: v for k, v in props.items() if k != "drift"}
+        return {**outs, "sha256": hashlib.sha256(props["content"].encode()).hexdigest(), "observed": observed}
+
+    def read(self, id_, props):
+        from components.remote import plans
+
+        try:
+            observed = _probe(_session(props), "file", props["path"])
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"file {props['path']}", error)
+        return _refreshed(id_, props, observed, plans.drift_file(self._desired(props), observed))
+
+    def diff(self, _id, olds, news):
+        if news.get("path") != olds.get("path") or _moved(olds, news):
+            return DiffResult(changes=True, replaces=["path"] if news.get("path") != olds.get("path")
+                              else ["connection"], delete_before_replace=True)
+        observed = olds.get("observed")
+        if not isinstance(news.get("content"), str):   # unknown during preview
+            return DiffResult(changes=True)
+        desired = self._desired(news)
+        drift = observed is None or any(observed.get(k) != desired[k] for k in ("sha256", "mode", "owner", "group"))
+        return DiffResult(changes=drift or bool(_changed(olds, news, ("hostKey", "connection"))))
+
+    def update(self, _id, _olds, news):
+        return UpdateResult(outs=self._outs(news, self._apply(news)))
+
+    def delete(self, _id, props):
+        from components.remote import plans
+
+        if not props.get("removeOnDelete", True):
+            return
+        try:
+            sess = _session(props)
+            _execute(sess, plans.plan_file({"path": props["path"], "present": False},
+                                           _probe(sess, "file", props["path"])))
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"removing {props['path']}", error)
+
+
+class RemoteFile(_Remote, module="remote", name="RemoteFile"):
+    """A file on a node. `secret=True` for key material: content, digest and observed facts stay secret in
+    the state, and the content travels over SFTP into a 0600 temporary."""
+
+    sha256: pulumi.Output[str]
+    observed: pulumi.Output[Any]
+
+    def __init__(self, name: str, node, path: str, content, mode: str = "0644", owner: str = "root",
+                 group: str = "root", secret: bool = False, opts=None):
+        if secret:
+            content = pulumi.Output.secret(content)
+        super().__init__(_FileProvider(), name,
+                         {"path": path, "content": content, "mode": mode, "owner": owner, "group": group,
+                          "sha256": None, "removeOnDelete": True},
+                         node, secret_outputs=["content", "sha256", "observed"] if secret else (), opts=opts)
+
+
+# -- service ------------------------------------------------------------------------------------------------
+
+class _ServiceProvider(ResourceProvider):
+    """A service's boot setting and run state; restarted when a file it depends on changed (`restartOn`)."""
+
+    def _apply(self, props: dict, restart: bool) -> dict:
+        from components.remote import plans
+
+        try:
+            sess = _session(props)
+            fact = _probe(sess, "service", props["name"], props.get("pidfile"))
+            steps = plans.plan_service({"name": props["name"], "enabled": props.get("enabled"),
+                                        "running": props["running"]}, fact, restart=restart)
+            _execute(sess, steps)
+            return _probe(sess, "service", props["name"], props.get("pidfile")) if steps else fact
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"service {props['name']}", error)
+
+    def create(self, props):
+        observed = self._apply(props, restart=True)
+        return CreateResult(id_=f"{props['connection']['node']}:{props['name']}", outs={**props, "observed": observed})
+
+
+    def read(self, id_, props):
+        from components.remote import plans
+
+        try:
+            observed = _probe(_session(props), "service", props["name"], props.get("pidfile"))
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"service {props['name']}", error)
+        return _refreshed(id_, props, observed, plans.drift_service(props, observed))
+
+    def diff(self, _id, olds, news):
+        if news.get("name") != olds.get("name") or _moved(olds, news):
+            return DiffResult(changes=True, replaces=["name"], delete_before_replace=True)
+        observed = olds.get("observed") or {}
+        drift = (observed.get("running") != news["running"]
+                 or (news.get("enabled") is not None and observed.get("enabled") != news["enabled"]))
+        return DiffResult(changes=drift or bool(_changed(olds, news, ("restartOn", "hostKey", "connection"))))
+
+    def update(self, _id, olds, news):
+        restart = olds.get("restartOn") != news.get("restartOn")
+        outs = {k: v for k, v in news.items() if k != "drift"}
+        return UpdateResult(outs={**outs, "observed": self._apply(news, restart=restart)})
+
+    def delete(self, _id, props):
+        from components.remote import plans
+
+        if not props.get("stopOnDelete", True):
+            return
+        try:
+            sess = _session(props)
+            fact = _probe(sess, "service", props["name"], props.get("pidfile"))
+            if fact["installed"]:
+                _execute(sess, plans.plan_service({"name": props["name"], "enabled": False, "running": False}, fact))
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"stopping {props['name']}", error)
+
+
+class Service(_Remote, module="remote", name="Service"):
+    observed: pulumi.Output[Any]
+
+    def __init__(self, name: str, node, service: str, running: bool = True, enabled: Optional[bool] = True,
+                 restart_on: Optional[List] = None, pidfile: Optional[str] = None, opts=None):
+        super().__init__(_ServiceProvider(), name,
+                         {"name": service, "running": running, "enabled": enabled, "pidfile": pidfile,
+                          "restartOn": restart_on or [], "stopOnDelete": True}, node, opts=opts)
+
+
+# -- packages -----------------------------------------------------------------------------------------------
+
+class _PackagesProvider(ResourceProvider):
+    """Debian packages that must be installed. Never removed by us: other software may need them."""
+
+    def _apply(self, props: dict) -> dict:
+        from components.remote import plans
+
+        try:
+            sess = _session(props)
+            fact = _probe(sess, "packages", props["names"])
+            steps = plans.plan_packages(props["names"], fact)
+            _execute(sess, steps)
+            return _probe(sess, "packages", props["names"]) if steps else fact
+        except Exception as error:  # noqa: BLE001
+            _fail(props, "packages", error)
+
+    def _outs(self, props, fact):
+        outs = {k: v for k, v in props.items() if k != "drift"}
+        return {**outs, "observed": {n: fact.get(n) for n in sorted(props["names"])}}
+
+    def create(self, props):
+        return CreateResult(id_=f"{props['connection']['node']}:packages", outs=self._outs(props, self._apply(props)))
+
+    def read(self, id_, props):
+        from components.remote import plans
+
+        try:
+            fact = _probe(_session(props), "packages", props["names"])
+        except Exception as error:  # noqa: BLE001
+            _fail(props, "packages", error)
+        return _refreshed(id_, props, {n: fact.get(n) for n in sorted(props["names"])},
+                          plans.drift_packages(props["names"], fact))
+
+    def diff(self, _id, olds, news):
+        observed = olds.get("observed") or {}
+        missing = [n for n in news.get("names") or [] if not observed.get(n)]
+        return DiffResult(changes=bool(missing) or bool(_changed(olds, news, ("names", "connection", "hostKey"))))
+
+    def update(self, _id, _olds, news):
+        return UpdateResult(outs=self._outs(news, self._apply(news)))
+
+    def delete(self, _id, _props):
+        return None   # packages stay installed: removing them could break what else runs on the server
+
+
+class PackageSet(_Remote, module="remote", name="PackageSet"):
+    observed: pulumi.Output[Any]
+
+    def __init__(self, name: str, node, names: List[str], opts=None):
+        super().__init__(_PackagesProvider(), name, {"names": sorted(set(names))}, node, opts=opts)
+
+
+# -- xfrm ---------------------------------------------------------------------------------------------------
+
+class _XfrmProvider(ResourceProvider):
+    """One node's SAs and policies. Compared by SA id, algorithms and key fingerprint; keys reach the
+    kernel only through `ip -batch -` on stdin. Other xfrm entries on the server are left alone."""
+
+    @staticmethod
+    def _desired(props):
+        from components.remote import plans
+
+        return plans.desired_xfrm(props["commands"], props.get("keys") or {})
+
+    @staticmethod
+    def _placeholders(props):
+        from components.remote import plans
+
+        bare = plans.desired_xfrm(props["commands"], None)
+        return {f"{s['spi']}:{a['kind']}": a["key"] for s in bare["states"] for a in s["algorithms"]}
+
+    def _observe(self, sess, props, previously=None):
+        from components.remote import plans
+
+        return plans.owned_entries(_probe(sess, "xfrm"), self._desired(props), previously)
+
+    def _apply(self, props, previously=None):
+        from components.remote import plans
+
+        try:
+            sess = _session(props)
+            observed = self._observe(sess, props, previously)
+            steps = plans.plan_xfrm(self._desired(props), observed, self._placeholders(props))
+            _execute(sess, steps, fill=props.get("keys") or {})
+            return self._observe(sess, props, previously) if steps else observed
+        except Exception as error:  # noqa: BLE001
+            _fail(props, "xfrm states and policies", error)
+
+    def create(self, props):
+        return CreateResult(id_=f"{props['connection']['node']}:xfrm", outs={**props, "observed": self._apply(props)})
+
+    def read(self, id_, props):
+        from components.remote import plans
+
+        try:
+            observed = self._observe(_session(props), props, props.get("observed"))
+        except Exception as error:  # noqa: BLE001
+            _fail(props, "xfrm states and policies", error)
+        return _refreshed(id_, props, observed, plans.drift_xfrm(self._desired(props), observed))
+
+    def diff(self, _id, olds, news):
+        if not isinstance(news.get("keys"), dict) or not isinstance(news.get("commands"), list):
+            return DiffResult(changes=True)
+        return DiffResult(changes=olds.get("observed") != self._desired(news)
+                          or bool(_changed(olds, news, ("connection", "hostKey"))))
+
+    def update(self, _id, olds, news):
+        outs = {k: v for k, v in news.items() if k != "drift"}
+        return UpdateResult(outs={**outs, "observed": self._apply(news, olds.get("observed"))})
+
+    def delete(self, _id, props):
+        from components.remote import plans
+
+        try:
+            sess = _session(props)
+            _execute(sess, plans.remove_xfrm(self._observe(sess, props, props.get("observed"))))
+        except Exception as error:  # noqa: BLE001
+            _fail(props, "removing xfrm states and policies", error)
+
+
+class XfrmSet(_Remote, module="remote", name="XfrmSet"):
+    """`commands`: `ip xfrm ... add` argv lists with key placeholders (components.render.ipsec);
+    `keys`: secret {placeholder: 0xhex}."""
+
+    observed: pulumi.Output[Any]
+
+    def __init__(self, name: str, node, commands: List[List[str]], keys, opts=None):
+        super().__init__(_XfrmProvider(), name, {"commands": commands, "keys": pulumi.Output.secret(keys)},
+                         node, opts=opts)
+
+
+# -- applied configuration ----------------------------------------------------------------------------------
+
+class _AppliedProvider(ResourceProvider):
+    """A configuration loaded by a command (e.g. `nft -f FILE`) whose effect a listing command shows. The
+    listing's digest is recorded after applying; a different digest later means someone changed it."""
+
+    def _apply(self, props):
+        from components.remote import plans
+
+        try:
+            sess = _session(props)
+            _execute(sess, plans.plan_applied(props["apply"], None, None, True))
+            return _probe(sess, "listing", props["probe"])
+        except Exception as error:  # noqa: BLE001
+            _fail(props, props.get("description") or props["apply"], error)
+
+    def create(self, props):
+        observed = self._apply(props)
+        return CreateResult(id_=f"{props['connection']['node']}:{props['description']}",
+                            outs={**props, "observed": observed, "applied": observed})
+
+    def read(self, id_, props):
+        from components.remote import plans
+
+        try:
+            observed = _probe(_session(props), "listing", props["probe"])
+        except Exception as error:  # noqa: BLE001
+            _fail(props, props.get("description") or props["probe"], error)
+        return _refreshed(id_, props, observed, plans.drift_applied(props.get("applied"), observed),
+                          extra={"applied": props.get("applied")})
+
+    def diff(self, _id, olds, news):
+        from components.remote import plans
+
+        changed = _changed(olds, news, ("apply", "probe", "triggers", "connection", "hostKey"))
+        steps = plans.plan_applied(news.get("apply"), olds.get("applied"), olds.get("observed"), bool(changed))
+        return DiffResult(changes=bool(steps))
+
+    def update(self, _id, _olds, news):
+        observed = self._apply(news)
+        outs = {k: v for k, v in news.items() if k != "drift"}
+        return UpdateResult(outs={**outs, "observed": observed, "applied": observed})
+
+    def delete(self, _id, props):
+        if not props.get("remove"):
+            return
+        try:
+            _session(props).check(props["remove"])
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"removing {props.get('description')}", error)
+
+
+class Applied(_Remote, module="remote", name="Applied"):
+    observed: pulumi.Output[Optional[str]]
+
+    def __init__(self, name: str, node, description: str, apply: str, probe: str, remove: Optional[str] = None,
+                 triggers: Optional[List] = None, opts=None):
+        super().__init__(_AppliedProvider(), name,
+                         {"description": description, "apply": apply, "probe": probe, "remove": remove,
+                          "triggers": triggers or [], "applied": None}, node, opts=opts)
