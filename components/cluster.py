@@ -76,8 +76,12 @@ class HaCluster(pulumi.ComponentResource):
                 name: {
                     "service": node.service,
                     "address": node.address,
-                    "drbdRole": None,
-                    "drbdDiskState": None,
+                    "drbdRole": (self.drbd.state[name].apply(lambda o: (o or {}).get("role"))
+                                 if self.drbd else None),
+                    "drbdDiskState": (self.drbd.state[name].apply(lambda o: (o or {}).get("disk"))
+                                      if self.drbd else None),
+                    "drbdConnection": (self.drbd.state[name].apply(lambda o: (o or {}).get("cstate"))
+                                       if self.drbd else None),
                     "heartbeatRunning": self.heartbeat.running.get(name),
                 }
                 for name, node in self.nodes.items()

@@ -4,7 +4,7 @@ from typing import Mapping, Optional
 
 import pulumi
 
-from components.remote.resources import RemoteFile
+from components.remote.resources import DrbdDisk, RemoteFile
 from components.render import drbd as render
 
 
@@ -22,12 +22,18 @@ class DrbdResource(pulumi.ComponentResource):
         self.device = drbd.device
         self.mount_point = drbd.mount_point
         self.config = pulumi.Output.from_input(render.resource_file(args.spec))
-        # The configuration files. Metadata, role and sync are the DRBD runtime resource's (VM lab issue).
+        # Per node: the configuration, then the resource itself (metadata once, up, first sync, filesystem).
+        self.state: dict = {}
+        initial = drbd.initial_primary or args.spec.failover_ip.initial_node
         for node_name, node in args.nodes.items():
             here = pulumi.ResourceOptions(parent=self, depends_on=node.ready)
-            RemoteFile(f"{name}-{node_name}-global", node, render.GLOBAL_COMMON_PATH, render.global_common(),
-                       opts=here)
-            RemoteFile(f"{name}-{node_name}-resource", node, render.resource_path(args.spec), self.config,
-                       opts=here)
+            files = [RemoteFile(f"{name}-{node_name}-global", node, render.GLOBAL_COMMON_PATH,
+                                render.global_common(), opts=here),
+                     RemoteFile(f"{name}-{node_name}-resource", node, render.resource_path(args.spec), self.config,
+                                opts=here)]
+            disk = DrbdDisk(f"{name}-{node_name}-disk", node, drbd.resource, drbd.device,
+                            initial_primary=node_name == initial, fs_type=drbd.fs_type,
+                            opts=pulumi.ResourceOptions(parent=self, depends_on=files))
+            self.state[node_name] = disk.observed
         self.register_outputs({"resource": self.resource, "device": self.device, "mountPoint": self.mount_point,
                                "config": self.config})

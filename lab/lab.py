@@ -54,7 +54,7 @@ def main(argv=None) -> int:
             command = args.command[1:] if args.command[:1] == ["--"] else args.command
             lab.run(args.host, command, term=os.environ.get("TERM"))
         return 0
-    except (LabError, ValueError) as error:
+    except (LabError, ValueError, RuntimeError) as error:   # RuntimeError: a failed `ip`, lock timeout...
         print(f"lab: {error}", file=sys.stderr)
         return RUN_FAILED if args.action == "run" else 1
 

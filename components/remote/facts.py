@@ -150,6 +150,45 @@ def xfrm_parse(status: int, lines: List[str]) -> dict:
             "policies": sorted(policies, key=lambda p: (p["src"], p["dst"], p["dir"]))}
 
 
+# -- drbd ---------------------------------------------------------------------------------------------------
+
+def drbd_command(resource: str, device: str) -> str:
+    """DRBD 8.4 as /proc/drbd shows the device's minor, whether metadata exists when the resource is down
+    (`drbdadm dump-md` reads it without changing it), and blkid's verdict on the device: exit 2 means no
+    signature at all, the only answer that ever allows a mkfs."""
+    r, d = shlex.quote(resource), shlex.quote(device)
+    minor = re.sub(r"\D", "", device.rsplit("/", 1)[-1]) or "0"
+    return (f"if [ -r /proc/drbd ]; then echo loaded=1; sed -n '1s/^version: *\\([0-9.]*\\).*/version=\\1/p' /proc/drbd; "
+            f"sed -n 's/^ *{minor}: \\(.*\\)/state=\\1/p' /proc/drbd; else echo loaded=0; fi; "
+            f"drbdadm dump-md {r} >/dev/null 2>&1; echo md=$?; "
+            f"if [ -b {d} ]; then fs=$(blkid -o value -s TYPE {d} 2>/dev/null); echo blkid=$?; echo fs=$fs; fi; "
+            f"grep -q '^{d} ' /proc/mounts && echo mounted=1 || echo mounted=0")
+
+
+_DRBD_STATE = re.compile(r"cs:(\S+)\s+ro:(\S+)/(\S+)\s+ds:(\S+)/(\S+)")
+
+
+def drbd_parse(status: int, lines: List[str]) -> dict:
+    values = dict(line.split("=", 1) for line in lines if "=" in line)
+    if "loaded" not in values:
+        raise ValueError(f"drbd probe printed no loaded line: {' '.join(lines)[:200]}")
+    fact = {"loaded": values["loaded"] == "1", "version": values.get("version") or None, "up": False,
+            "cstate": None, "role": None, "peerRole": None, "disk": None, "peerDisk": None,
+            # dump-md answers 20 while the device is attached: metadata is then in use, so present
+            "metadata": values.get("md") in ("0", "20"),
+            "filesystem": None, "mounted": values.get("mounted") == "1"}
+    match = _DRBD_STATE.search(values.get("state", ""))
+    if match and match.group(1) != "Unconfigured":
+        fact.update(up=True, cstate=match.group(1), role=match.group(2), peerRole=match.group(3),
+                    disk=match.group(4), peerDisk=match.group(5), metadata=True)
+    blkid = values.get("blkid")
+    if blkid == "0":
+        fact["filesystem"] = values.get("fs") or "unknown"
+    elif blkid == "2":
+        fact["filesystem"] = ""          # verified empty
+    return fact
+
+
 # -- applied configuration (nft table and the like) ----------------------------------------------------------
 
 def listing_command(command: str) -> str:
@@ -174,6 +213,7 @@ FACTS: Dict[str, tuple] = {
     "packages": (packages_command, packages_parse),
     "xfrm": (lambda: XFRM_COMMAND, xfrm_parse),
     "listing": (listing_command, listing_parse),
+    "drbd": (drbd_command, drbd_parse),
 }
 
 

@@ -267,3 +267,45 @@ def drift_applied(recorded: Optional[str], observed: Optional[str]) -> Optional[
     if observed != recorded:
         return "changed on the server since it was loaded"
     return None
+
+
+# -- drbd ---------------------------------------------------------------------------------------------------
+
+def plan_drbd(desired: dict, fact: dict, promoted_here: bool = False) -> List[Step]:
+    """One step towards the declared DRBD resource; the provider probes again after each and stops when
+    this returns []. Heartbeat owns the roles at run time: we promote only the declared initial primary, only
+    for the very first sync of a never-synced pair, and demote only what we promoted ourselves.
+
+    Nothing here can destroy data: `create-md` runs with stdin at /dev/null, so drbdmeta's "type yes to
+    overwrite" questions (existing metadata, an existing filesystem) answer no; `mkfs` runs only on the
+    initial primary, only when blkid verified the device carries no signature at all."""
+    r = shlex.quote(desired["resource"])
+    device = shlex.quote(desired["device"])
+    if not fact["loaded"]:
+        return [{"run": "modprobe drbd"}]
+    if not fact["up"]:
+        steps = [] if fact["metadata"] else [{"run": f"drbdadm create-md {r}"}]
+        return steps + [{"run": f"drbdadm up {r}"}]
+    if fact["cstate"] == "StandAlone":
+        return [{"run": f"drbdadm connect {r}"}]
+    if desired.get("initialPrimary"):
+        never_synced = fact["disk"] == "Inconsistent" and fact["peerDisk"] == "Inconsistent"
+        if never_synced and fact["cstate"] == "Connected" and (fact["role"], fact["peerRole"]) == ("Secondary", "Secondary"):
+            return [{"run": f"drbdadm primary --force {r}"}]
+        if fact["role"] == "Primary" and fact["filesystem"] == "" and desired.get("fsType") and not fact["mounted"]:
+            return [{"run": f"mkfs -t {shlex.quote(desired['fsType'])} -q {device}"}]
+        if promoted_here and fact["role"] == "Primary" and fact["filesystem"] not in (None, "") \
+                and not fact["mounted"]:
+            return [{"run": f"drbdadm secondary {r}"}]
+    return []
+
+
+def drift_drbd(fact: dict) -> Optional[str]:
+    """Only what `up` repairs; roles and a peer that is away are Heartbeat's business (see the outputs)."""
+    if not fact["loaded"]:
+        return "the drbd kernel module is not loaded on the server"
+    if not fact["up"]:
+        return "the resource is down on the server"
+    if fact["cstate"] == "StandAlone":
+        return "disconnected from the peer (StandAlone)"
+    return None

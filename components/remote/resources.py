@@ -494,3 +494,98 @@ class Applied(_Remote, module="remote", name="Applied"):
         super().__init__(_AppliedProvider(), name,
                          {"description": description, "apply": apply, "probe": probe, "remove": remove,
                           "triggers": triggers or [], "applied": None}, node, opts=opts)
+
+
+# -- drbd ---------------------------------------------------------------------------------------------------
+
+class _DrbdProvider(ResourceProvider):
+    """One node's side of a DRBD resource: module, metadata (created once), up, connected; the initial sync
+    and filesystem from the declared initial primary. Its outputs report role, disk and connection state."""
+
+    PASSES = 8            # steps towards the declared state in one apply
+    WAIT_PASSES = 60      # probes, 1 s apart, for the peer to connect before the initial sync
+
+    def _apply(self, props):
+        import time as _time
+
+        from components.remote import plans
+
+        desired = {"resource": props["resource"], "device": props["device"], "fsType": props.get("fsType"),
+                   "initialPrimary": props.get("initialPrimary")}
+        try:
+            sess = _session(props)
+            promoted, passes, waits = False, 0, 0
+            while True:
+                fact = _probe(sess, "drbd", props["resource"], props["device"])
+                steps = plans.plan_drbd(desired, fact, promoted_here=promoted)
+                if not steps:
+                    waiting = (desired["initialPrimary"] and fact["up"] and fact["cstate"] != "Connected"
+                               and fact["disk"] == "Inconsistent")
+                    if waiting and waits < self.WAIT_PASSES:
+                        waits += 1
+                        _time.sleep(1)
+                        continue
+                    return fact
+                passes += 1
+                if passes > self.PASSES:
+                    raise RuntimeError(f"DRBD resource {props['resource']} did not settle after {self.PASSES} steps "
+                                       f"(last state: {fact})")
+                _execute(sess, steps)
+                promoted = promoted or any("primary --force" in step.get("run", "") for step in steps)
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"DRBD resource {props['resource']}", error)
+
+    def create(self, props):
+        return CreateResult(id_=f"{props['connection']['node']}:drbd:{props['resource']}",
+                            outs={**props, "observed": self._apply(props)})
+
+    def read(self, id_, props):
+        from components.remote import plans
+
+        try:
+            fact = _probe(_session(props), "drbd", props["resource"], props["device"])
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"DRBD resource {props['resource']}", error)
+        return _refreshed(id_, props, fact, plans.drift_drbd(fact))
+
+    def diff(self, _id, olds, news):
+        from components.remote import plans
+
+        if news.get("resource") != olds.get("resource") or _moved(olds, news):
+            return DiffResult(changes=True, replaces=["resource"], delete_before_replace=True)
+        observed = olds.get("observed") or {"loaded": False, "up": False, "metadata": False}
+        desired = {"resource": news["resource"], "device": news["device"], "fsType": news.get("fsType"),
+                   "initialPrimary": news.get("initialPrimary")}
+        try:
+            pending = bool(plans.plan_drbd(desired, {**_EMPTY_DRBD, **observed}))
+        except KeyError:
+            pending = True
+        return DiffResult(changes=pending or bool(_changed(olds, news, ("device", "connection", "hostKey"))))
+
+    def update(self, _id, _olds, news):
+        outs = {k: v for k, v in news.items() if k != "drift"}
+        return UpdateResult(outs={**outs, "observed": self._apply(news)})
+
+    def delete(self, _id, props):
+        """Take a Secondary down; leave a Primary as it is (Heartbeat's, maybe mounted). Metadata and data stay."""
+        try:
+            sess = _session(props)
+            fact = _probe(sess, "drbd", props["resource"], props["device"])
+            if fact["up"] and fact["role"] == "Secondary":
+                sess.check(f"drbdadm down {props['resource']}")
+        except Exception as error:  # noqa: BLE001
+            _fail(props, f"taking DRBD resource {props['resource']} down", error)
+
+
+_EMPTY_DRBD = {"loaded": False, "version": None, "up": False, "cstate": None, "role": None, "peerRole": None,
+               "disk": None, "peerDisk": None, "metadata": False, "filesystem": None, "mounted": False}
+
+
+class DrbdDisk(_Remote, module="remote", name="DrbdDisk"):
+    observed: pulumi.Output[Any]
+
+    def __init__(self, name: str, node, resource: str, device: str, initial_primary: bool,
+                 fs_type: Optional[str], opts=None):
+        super().__init__(_DrbdProvider(), name,
+                         {"resource": resource, "device": device, "initialPrimary": initial_primary,
+                          "fsType": fs_type}, node, opts=opts)

@@ -50,6 +50,32 @@ def ssh_answers(host: topo.Host, timeout: float = 2.0) -> bool:
         return False
 
 
+def foreign_owners(names: List[str]) -> List[str]:
+    """State dirs of other netns labs whose processes live in these namespaces (read from their command lines)."""
+    inodes = {procs.namespace_inode(NETNS_DIR / name) for name in names} - {None}
+    owners = []
+    for pid in procs.pids_in_namespaces({"net": inodes}):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--hide" in argv[:-1] and any(arg.endswith(b"hostinit.py") for arg in argv):
+            owner = argv[argv.index(b"--hide") + 1].decode(errors="replace")
+            if owner not in owners:
+                owners.append(owner)
+    return owners
+
+
+def foreign_message(names: List[str], state: Path) -> str:
+    owners = foreign_owners(names)
+    who = (f"they belong to the netns lab with state dir {', '.join(owners)} (one lab per machine: the names, "
+           f"addresses and ports are fixed); bring it down with `LAB_STATE={owners[0]} lab/lab.py down` or wait "
+           "for it to finish") if owners else (
+           "another lab (another LAB_STATE) or something else uses these names; bring that lab down, or remove "
+           "them with `ip netns del NAME` if they are stale")
+    return f"network namespace(s) {', '.join(names)} exist but this lab (state dir {state}) did not create them: {who}"
+
+
 class Lab:
     def __init__(self, layout: Layout, say: Callable[[str], None] = print):
         self.layout = layout
@@ -60,15 +86,15 @@ class Lab:
         """Bring the lab up or repair it; returns what changed (empty: it was already up)."""
         require_root("lab up")
         with locked(self.layout):
-            changes = [f"installed {name}" for name in packages.ensure(self.say)]
+            try:
+                changes = [f"installed {name}" for name in packages.ensure(self.say)]
+            except packages.PackageError as error:
+                raise LabError(str(error))
             record = Record(self.layout)
             network = Network(record, self.say)
             foreign = network.foreign_namespaces()
             if foreign:
-                raise LabError(
-                    f"network namespace(s) {', '.join(foreign)} exist but this lab (state dir {self.layout.root}) "
-                    "did not create them: another lab (another LAB_STATE) or something else uses these names. "
-                    f"Bring that lab down, or remove them with `ip netns del NAME` if they are stale")
+                raise LabError(foreign_message(foreign, self.layout.root))
             if keygen(self.layout.client_key, "ovh-ha-cluster-lab"):
                 changes.append("generated the lab SSH client key")
                 self.say(f"generated the lab SSH client key {self.layout.client_key}")

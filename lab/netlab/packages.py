@@ -24,12 +24,21 @@ MTA_FALLBACK = "msmtp-mta"
 # daemons a package's maintainer scripts could start; none may be left running on the machine by an install
 WATCHED_DAEMONS = ("sshd", "heartbeat", "msmtpd", "exim4", "postfix")
 POLICY = Path("/usr/sbin/policy-rc.d")
+APT_TIMEOUT = 900
 POLICY_DENY = "#!/bin/sh\n# written by the ovh-ha-cluster netns lab while it installs packages\nexit 101\n"
 
 
+class PackageError(RuntimeError):
+    """The lab's packages are missing and could not be installed; the message says what to do."""
+
+
 def installed(package: str) -> bool:
-    out = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", package],
-                         capture_output=True, text=True)
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}", package],
+                             capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise PackageError("dpkg-query not found: the lab installs its hosts' software as Debian packages and "
+                           f"needs a Debian-based machine with dpkg and apt (packages: {' '.join(REQUIRED)})")
     return out.returncode == 0 and out.stdout.strip() == "installed"
 
 
@@ -73,13 +82,24 @@ def _daemons_in_root_namespaces() -> Set[Tuple[int, str]]:
     return found
 
 
+def _apt_install(missing: List[str], env: Dict[str, str]) -> subprocess.CompletedProcess:
+    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--no-remove",
+            "-o", "Dpkg::Options::=--force-confold", *missing]
+    try:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise PackageError(f"apt-get install {' '.join(missing)} did not finish within {APT_TIMEOUT} s; "
+                           "check the machine's network to the Debian mirror, then run `lab up` again")
+
+
 def ensure(say: Callable[[str], None]) -> List[str]:
     """Install what is missing; returns the packages installed (empty when nothing was to do)."""
     missing = missing_packages()
     if not missing:
         return []
     if shutil.which("apt-get") is None:
-        raise RuntimeError(f"packages missing ({', '.join(missing)}) and no apt-get to install them")
+        raise PackageError(f"Debian packages missing ({' '.join(missing)}) and no apt-get in PATH to install "
+                           f"them; install them with the machine's package manager, then run `lab up` again")
     say(f"installing Debian packages: {' '.join(missing)}")
     before = _daemons_in_root_namespaces()
     saved = None
@@ -95,18 +115,18 @@ def ensure(say: Callable[[str], None]) -> List[str]:
         wrote_policy = False
     env: Dict[str, str] = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
     try:
-        result = subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--no-remove",
-             "-o", "Dpkg::Options::=--force-confold", *missing],
-            env=env, capture_output=True, text=True, timeout=900)
+        result = _apt_install(missing, env)
     finally:
         if wrote_policy:
             POLICY.unlink()
             if saved is not None:
                 os.replace(saved, POLICY)
     if result.returncode != 0:
-        raise RuntimeError(f"apt-get install {' '.join(missing)} failed ({result.returncode}):\n"
-                           f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        problems = [line for line in result.stderr.splitlines() if line.startswith("E:")] or \
+            result.stderr.strip().splitlines()[-5:]
+        raise PackageError(f"apt-get install {' '.join(missing)} failed (exit {result.returncode}): "
+                           f"{' / '.join(problems) or 'no error output'}; fix apt (e.g. `apt-get update`, network "
+                           f"to the Debian mirror) or install these packages by hand, then run `lab up` again")
     started = _daemons_in_root_namespaces() - before
     for pid, name in sorted(started):
         # started by this very install despite the policy: ours to stop
@@ -117,5 +137,6 @@ def ensure(say: Callable[[str], None]) -> List[str]:
             pass
     still = [name for name in missing if not installed(name)]
     if still:
-        raise RuntimeError(f"apt-get finished but {' '.join(still)} is still not installed")
+        raise PackageError(f"apt-get finished but {' '.join(still)} is still not installed; see "
+                           f"`apt-cache policy {' '.join(still)}`")
     return missing

@@ -32,7 +32,8 @@ def test_invalid_config_fails_before_any_resource(tmp_path):
     stack = Stack(project_copy(tmp_path), tmp_path)
     stack.init()
     config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())["config"]
-    config = {k: v for k, v in config.items() if not k.startswith("ovh:") or k == "ovh:endpoint"}
+    # the lab's secrets are encrypted for the lab's passphrase, not this stack's: leave them all out
+    config = {k: v for k, v in config.items() if not (isinstance(v, dict) and "secure" in v)}
     config["ovh-ha-cluster:heartbeat"] = {"keepalive": 2, "deadtime": 3, "warntime": 1, "initdead": 6}
     config["ovh-ha-cluster:heartbeatAuthkey"] = "typed-in-plain-text"
     (stack.dir / f"Pulumi.{stack.name}.yaml").write_text(yaml.safe_dump({"config": config}))

@@ -126,6 +126,9 @@ def test_the_build_order_is_expressed_as_dependencies(graph):
             f"cluster-heartbeat-{node}-haresources", f"cluster-heartbeat-{node}-agent",
             f"cluster-heartbeat-{node}-agent-credentials"}
         assert deps(f"cluster-firewall-{node}-table") == {f"cluster-firewall-{node}-ruleset"}
+        # DRBD comes up only once its configuration is on the node; one initial primary for the first sync
+        assert deps(f"cluster-drbd-{node}-disk") == {f"cluster-drbd-{node}-global", f"cluster-drbd-{node}-resource"}
+    assert [rows[f"cluster-drbd-{n}-disk"]["props"]["initialPrimary"] for n in ("ns11111", "ns22222")] == [True, False]
 
 
 def test_key_material_is_secret_wherever_it_flows(graph):
