@@ -1,5 +1,4 @@
 """The remote layer against the netns lab: the lab is brought up (idempotent) for these tests."""
-import json
 import subprocess
 
 import pytest
@@ -7,14 +6,22 @@ import pytest
 from tests.support.engine import REPO
 
 
+def emulator(action: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "lab.ovh_emulator", action], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="session")
-def lab_hosts():
-    """hosts.json of the running lab (lab/lab.py up is idempotent: a lab already up is left as it is)."""
-    proc = subprocess.run(["python3", str(REPO / "lab" / "lab.py"), "up"], capture_output=True, text=True,
-                          timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"lab up failed: {proc.stdout}{proc.stderr}")
-    return json.loads((REPO / ".lab" / "hosts.json").read_text())
+def lab_hosts(netns_lab):
+    """hosts.json of the running lab (tests/support/lab.py brings it up once per session), with the OVH API
+    emulator the lab stack routes its failover IP through; the emulator is stopped again if it was not up."""
+    was_up = emulator("status").returncode == 0
+    started = emulator("up")
+    if started.returncode != 0:
+        pytest.fail(f"OVH API emulator: {started.stdout}{started.stderr}")
+    yield netns_lab.info
+    if not was_up:
+        emulator("down")
 
 
 def lab_run(host: str, *command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
