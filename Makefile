@@ -48,12 +48,16 @@ lab-down:
 # Two least-privilege consumer keys (operator, node agent) for STACK's failover IP and SMS service; needs
 # OVH_APPLICATION_KEY and OVH_APPLICATION_SECRET in the environment. See README, "OVH credentials".
 ovh-credentials: stack
-	@ip=$$($(PULUMI) config get --path failoverIp.address --stack $(STACK)); \
+	@set -e; ip=$$($(PULUMI) config get --path failoverIp.address --stack $(STACK)); \
 	 sms=$$($(PULUMI) config get --path alerts.sms.service --stack $(STACK) 2>/dev/null || true); \
 	 ep=$$($(PULUMI) config get ovh:endpoint --stack $(STACK)); \
+	 dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	 for role in operator node; do echo "== $$role key"; \
 	   $(PY) -m components.ovh --endpoint "$$ep" request-credential --role $$role --ip "$$ip" \
-	     $${sms:+--sms-service "$$sms"} || exit 1; done
+	     $${sms:+--sms-service "$$sms"} --key-file "$$dir/$$role"; \
+	   if [ $$role = operator ]; then key=ovh:consumerKey; else key=ovh-ha-cluster:agentConsumerKey; fi; \
+	   $(PULUMI) config set --secret "$$key" --stack $(STACK) < "$$dir/$$role"; \
+	   echo "stored as $$key (secret) in stack $(STACK); it works once validated at the URL above"; done
 
 stack: engine venv
 	@$(PULUMI) stack select --create --non-interactive $(STACK) >/dev/null

@@ -8,6 +8,7 @@
 """
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -27,6 +28,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     request.add_argument("--sms-service")
     request.add_argument("--redirect", help="where the validation page sends the owner afterwards")
     request.add_argument("--allowed-ip", action="append", help="CIDR allowed to use the key (repeatable)")
+    request.add_argument("--key-file", help="write the new consumer key there (mode 0600) instead of printing it")
     where = commands.add_parser("where")
     where.add_argument("--ip", required=True)
     move = commands.add_parser("move")
@@ -43,7 +45,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("access rules requested:")
             for rule in rules:
                 print(f"  {rule['method']:6} {rule['path']}")
-            print(f"consumer key: {answer['consumerKey']}  (secret: store it with `pulumi config set --secret`)")
+            if args.key_file:
+                fd = os.open(args.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(answer["consumerKey"])
+                print(f"consumer key: written to {args.key_file} (mode 0600)")
+            else:
+                print(f"consumer key: {answer['consumerKey']}  (secret: store it with `pulumi config set --secret`)")
             print(f"state: {answer.get('state')}")
             print(f"validate it at: {answer['validationUrl']}")
             return 0
