@@ -40,6 +40,7 @@ class HeartbeatGroup(pulumi.ComponentResource):
         self.haresources = {n.name: pulumi.Output.from_input(render.haresources(spec, n.name)) for n in spec.nodes}
         self.running: dict = {}
         script = AGENT_SCRIPT.read_text()
+        previous: list = []
         for node_name, node in args.nodes.items():
             here = pulumi.ResourceOptions(parent=self, depends_on=node.ready)
             files = [
@@ -55,8 +56,12 @@ class HeartbeatGroup(pulumi.ComponentResource):
             if args.agent_credentials is not None:
                 files.append(RemoteFile(f"{name}-{node_name}-agent-credentials", node, agent.CREDENTIALS_PATH,
                                         args.agent_credentials, mode="0600", secret=True, opts=here))
+            # ha.cf and authkeys: `reload` (Heartbeat restarts keeping its resources); haresources: restart.
+            # One node after the other, so a configuration change never stops both at once.
             daemon = Service(f"{name}-{node_name}-heartbeat", node, "heartbeat", running=True, enabled=True,
-                             restart_on=[f.sha256 for f in files[:3]], pidfile="/run/heartbeat.pid",
-                             opts=pulumi.ResourceOptions(parent=self, depends_on=files))
+                             reload_on=[files[0].sha256, files[1].sha256], restart_on=[files[2].sha256],
+                             pidfile="/run/heartbeat.pid",
+                             opts=pulumi.ResourceOptions(parent=self, depends_on=files + previous))
+            previous = [daemon]
             self.running[node_name] = daemon.observed.apply(lambda o: bool(o and o.get("running")))
         self.register_outputs({"haCf": self.ha_cf, "authkeys": self.authkeys, "haresources": self.haresources})

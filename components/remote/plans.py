@@ -49,8 +49,9 @@ def _service_cmd(manager: str, name: str, action: str) -> str:
     return f"/etc/init.d/{n} {action}"
 
 
-def plan_service(desired: dict, fact: dict, restart: bool = False) -> List[Step]:
-    """`restart`: one of the service's files changed since it was last (re)started."""
+def plan_service(desired: dict, fact: dict, restart: bool = False, reload: bool = False) -> List[Step]:
+    """`restart`: a file the service reads only at start changed; `reload`: a file it re-reads on reload
+    changed (Heartbeat's `reload` restarts it keeping its resources: no failover for an ha.cf change)."""
     name = desired["name"]
     if not fact["installed"]:
         raise PlanError(f"service {name} is not installed (no systemd unit, no /etc/init.d/{name}); "
@@ -63,6 +64,8 @@ def plan_service(desired: dict, fact: dict, restart: bool = False) -> List[Step]
         steps.append({"run": _service_cmd(manager, name, "start")})
     elif desired["running"] and restart:
         steps.append({"run": _service_cmd(manager, name, "restart")})
+    elif desired["running"] and reload:
+        steps.append({"run": _service_cmd(manager, name, "reload")})
     elif not desired["running"] and fact["running"]:
         steps.append({"run": _service_cmd(manager, name, "stop")})
     return steps

@@ -238,14 +238,14 @@ class RemoteFile(_Remote, module="remote", name="RemoteFile"):
 class _ServiceProvider(ResourceProvider):
     """A service's boot setting and run state; restarted when a file it depends on changed (`restartOn`)."""
 
-    def _apply(self, props: dict, restart: bool) -> dict:
+    def _apply(self, props: dict, restart: bool, reload: bool = False) -> dict:
         from components.remote import plans
 
         try:
             sess = _session(props)
             fact = _probe(sess, "service", props["name"], props.get("pidfile"))
             steps = plans.plan_service({"name": props["name"], "enabled": props.get("enabled"),
-                                        "running": props["running"]}, fact, restart=restart)
+                                        "running": props["running"]}, fact, restart=restart, reload=reload)
             _execute(sess, steps)
             return _probe(sess, "service", props["name"], props.get("pidfile")) if steps else fact
         except Exception as error:  # noqa: BLE001
@@ -271,12 +271,13 @@ class _ServiceProvider(ResourceProvider):
         observed = olds.get("observed") or {}
         drift = (observed.get("running") != news["running"]
                  or (news.get("enabled") is not None and observed.get("enabled") != news["enabled"]))
-        return DiffResult(changes=drift or bool(_changed(olds, news, ("restartOn", "hostKey", "connection"))))
+        return DiffResult(changes=drift or bool(_changed(olds, news, ("restartOn", "reloadOn", "hostKey", "connection"))))
 
     def update(self, _id, olds, news):
         restart = olds.get("restartOn") != news.get("restartOn")
+        reload = olds.get("reloadOn") != news.get("reloadOn")
         outs = {k: v for k, v in news.items() if k != "drift"}
-        return UpdateResult(outs={**outs, "observed": self._apply(news, restart=restart)})
+        return UpdateResult(outs={**outs, "observed": self._apply(news, restart=restart, reload=reload)})
 
     def delete(self, _id, props):
         from components.remote import plans
@@ -296,10 +297,12 @@ class Service(_Remote, module="remote", name="Service"):
     observed: pulumi.Output[Any]
 
     def __init__(self, name: str, node, service: str, running: bool = True, enabled: Optional[bool] = True,
-                 restart_on: Optional[List] = None, pidfile: Optional[str] = None, opts=None):
+                 restart_on: Optional[List] = None, reload_on: Optional[List] = None,
+                 pidfile: Optional[str] = None, opts=None):
         super().__init__(_ServiceProvider(), name,
                          {"name": service, "running": running, "enabled": enabled, "pidfile": pidfile,
-                          "restartOn": restart_on or [], "stopOnDelete": True}, node, opts=opts)
+                          "restartOn": restart_on or [], "reloadOn": reload_on or [], "stopOnDelete": True},
+                         node, opts=opts)
 
 
 # -- packages -----------------------------------------------------------------------------------------------

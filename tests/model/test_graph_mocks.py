@@ -129,6 +129,8 @@ def test_the_build_order_is_expressed_as_dependencies(graph):
         # DRBD comes up only once its configuration is on the node; one initial primary for the first sync
         assert deps(f"cluster-drbd-{node}-disk") == {f"cluster-drbd-{node}-global", f"cluster-drbd-{node}-resource"}
     assert [rows[f"cluster-drbd-{n}-disk"]["props"]["initialPrimary"] for n in ("ns11111", "ns22222")] == [True, False]
+    # Heartbeat is (re)started one node after the other, never both at once
+    assert "cluster-heartbeat-ns11111-heartbeat" in deps("cluster-heartbeat-ns22222-heartbeat")
 
 
 def test_key_material_is_secret_wherever_it_flows(graph):

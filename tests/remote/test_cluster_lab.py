@@ -101,6 +101,30 @@ def test_second_up_changes_nothing(stack):
     stack.pulumi("preview", "--expect-no-changes")
 
 
+def holder() -> list:
+    return [h for h in HOSTS if "203.0.113.10/" in lab_run(h, "ip", "-br", "addr", "show", "eth0").stdout]
+
+
+def test_an_ha_cf_change_reloads_heartbeat_and_the_group_stays_put(stack):
+    for _ in range(60):                       # Heartbeat acquires the group some seconds after it starts
+        if holder():
+            break
+        time.sleep(1)
+    before = holder()
+    assert len(before) == 1, f"the failover IP is held by {before}"
+    offsets = {h: len(lab_run(h, "cat", "/var/log/ha-log").stdout) for h in HOSTS}
+    stack.pulumi("config", "set", "--path", "ovh-ha-cluster:heartbeat.warntime", "600ms", "--stack", stack.name)
+    up = stack.pulumi("up", "--yes")
+    assert changed_resources(up.stdout, "updated") == {
+        f"cluster-heartbeat-{h}-{what}" for h in HOSTS for what in ("ha-cf", "heartbeat")}, up.stdout
+    assert holder() == before
+    logs = {h: lab_run(h, "cat", "/var/log/ha-log").stdout[offsets[h]:] for h in HOSTS}
+    for host in HOSTS:
+        assert "to reread config files" in logs[host]   # `reload`: heartbeat -r, keeping the resources
+    assert "Giving up" not in logs[before[0]] and "Taking over" not in logs[before[0]]
+    stack.pulumi("preview", "--expect-no-changes")
+
+
 def test_refresh_reports_exactly_the_drifted_resources_and_up_repairs_them(stack):
     lab_run("ns11111", "sh", "-c", "echo '# edited by hand' >> /etc/ha.d/ha.cf")
     lab_run("ns22222", "/etc/init.d/heartbeat", "stop")

@@ -18,7 +18,8 @@ def run_plan(name, case):
     if name == "plan_file":
         return plans.plan_file(case["desired"], case["fact"]), lambda: plans.drift_file(case["desired"], case["fact"])
     if name == "plan_service":
-        return (plans.plan_service(case["desired"], case["fact"], restart=case.get("restart", False)),
+        return (plans.plan_service(case["desired"], case["fact"], restart=case.get("restart", False),
+                                   reload=case.get("reload", False)),
                 lambda: plans.drift_service(case["desired"], case["fact"]))
     if name == "plan_packages":
         return plans.plan_packages(case["names"], case["fact"]), lambda: plans.drift_packages(case["names"], case["fact"])
