@@ -284,7 +284,11 @@ func programEnv(base []string, req *pulumirpc.RunRequest) ([]string, error) {
 	if base == nil {
 		base = os.Environ()
 	}
-	config, err := json.Marshal(req.GetConfig())
+	values := req.GetConfig()
+	if values == nil {
+		values = map[string]string{} // a stack without config: the SDK expects an object, never null
+	}
+	config, err := json.Marshal(values)
 	if err != nil {
 		return nil, err
 	}
