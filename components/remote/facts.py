@@ -32,6 +32,7 @@ def file_parse(status: int, lines: List[str]) -> Optional[dict]:
     if lines == ["absent"]:
         return None
     kind, mode, owner, group, size = lines[0].split("|")
+    kind = "regular file" if kind == "regular empty file" else kind   # GNU stat names a 0-byte file apart
     return {"type": kind, "mode": f"{int(mode, 8):04o}", "owner": owner, "group": group, "size": int(size),
             "sha256": lines[1].strip() if len(lines) > 1 else None}
 
@@ -144,8 +145,9 @@ def xfrm_parse(status: int, lines: List[str]) -> dict:
         raise ValueError(f"xfrm probe failed (exit {status}): {' '.join(lines)[:200]}")
     cut = lines.index("@@policies")
     states = [xfrm_state_entry(b) for b in _blocks(lines[:cut])]
+    # per-socket policies (an IKE daemon's) are not ours: iproute2 prints `socket in|out` on their 2nd line
     policies = [xfrm_policy_entry(b) for b in _blocks(lines[cut + 1:])
-                if not b[0].startswith("socket ")]   # per-socket policies are not ours
+                if not any(line.startswith("socket ") for line in b[:2])]
     return {"states": sorted(states, key=lambda s: (s["spi"], s["src"], s["dst"])),
             "policies": sorted(policies, key=lambda p: (p["src"], p["dst"], p["dir"]))}
 

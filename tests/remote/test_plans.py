@@ -1,8 +1,9 @@
 """Plans from facts: one JSON file per case under tests/remote/plans/<plan>/, expected steps written by hand.
 
 Each case gives the declared state and the observed fact, and the steps expected (or `error`, a substring of
-the PlanError); `drift`, when present, is the text `refresh` records for that fact (null: no drift). Every
-plan has a `no-change` case: converged servers produce no step."""
+the PlanError); `drift`, when present, is the text `refresh` records for that fact (null: no drift), checked
+for error cases too. Every plan has a `no-change` case: converged servers produce no step and, where the plan
+has a drift describer, no drift."""
 import json
 import re
 from pathlib import Path
@@ -14,50 +15,71 @@ from components.remote import plans
 CASES = sorted((Path(__file__).parent / "plans").glob("*/*.json"))
 
 
-def run_plan(name, case):
-    if name == "plan_file":
-        return plans.plan_file(case["desired"], case["fact"]), lambda: plans.drift_file(case["desired"], case["fact"])
-    if name == "plan_service":
-        return (plans.plan_service(case["desired"], case["fact"], restart=case.get("restart", False),
-                                   reload=case.get("reload", False)),
-                lambda: plans.drift_service(case["desired"], case["fact"]))
-    if name == "plan_packages":
-        return plans.plan_packages(case["names"], case["fact"]), lambda: plans.drift_packages(case["names"], case["fact"])
-    if name == "plan_xfrm":
-        desired = plans.desired_xfrm(case["commands"], case["keys"])
-        bare = plans.desired_xfrm(case["commands"], None)
-        placeholders = {f"{s['spi']}:{a['kind']}": a["key"] for s in bare["states"] for a in s["algorithms"]}
-        observed = plans.owned_entries(case["fact"], desired, case.get("previously"))
-        return plans.plan_xfrm(desired, observed, placeholders), lambda: plans.drift_xfrm(desired, observed)
-    if name == "remove_xfrm":
-        return plans.remove_xfrm(case["observed"]), None
-    if name == "plan_applied":
-        return (plans.plan_applied(case["apply"], case["recorded"], case["observed"], case["changed_inputs"]),
-                lambda: None if case["changed_inputs"] else plans.drift_applied(case["recorded"], case["observed"]))
-    if name == "plan_drbd":
-        return (plans.plan_drbd(case["desired"], case["fact"], promoted_here=case.get("promoted_here", False)),
-                lambda: plans.drift_drbd(case["fact"]))
-    raise LookupError(name)
+def _xfrm(case):
+    """As the xfrm provider calls it: fingerprints from the secret keys, placeholders from the bare argv lists,
+    and only the entries this resource owns."""
+    desired = plans.desired_xfrm(case["commands"], case["keys"])
+    bare = plans.desired_xfrm(case["commands"], None)
+    placeholders = {f"{s['spi']}:{a['kind']}": a["key"] for s in bare["states"] for a in s["algorithms"]}
+    observed = plans.owned_entries(case["fact"], desired, case.get("previously"))
+    return desired, observed, placeholders
+
+
+def _plan_xfrm(case):
+    desired, observed, placeholders = _xfrm(case)
+    return plans.plan_xfrm(desired, observed, placeholders)
+
+
+def _drift_xfrm(case):
+    desired, observed, _ = _xfrm(case)
+    return plans.drift_xfrm(desired, observed)
+
+
+# plan name -> (steps from a case, drift text from a case or None when the plan has no describer)
+PLANS = {
+    "plan_file": (lambda c: plans.plan_file(c["desired"], c["fact"]),
+                  lambda c: plans.drift_file(c["desired"], c["fact"])),
+    "plan_service": (lambda c: plans.plan_service(c["desired"], c["fact"], restart=c.get("restart", False),
+                                                  reload=c.get("reload", False)),
+                     lambda c: plans.drift_service(c["desired"], c["fact"])),
+    "plan_packages": (lambda c: plans.plan_packages(c["names"], c["fact"]),
+                      lambda c: plans.drift_packages(c["names"], c["fact"])),
+    "plan_xfrm": (_plan_xfrm, _drift_xfrm),
+    "remove_xfrm": (lambda c: plans.remove_xfrm(c["observed"]), None),
+    # new inputs are not drift: refresh compares only what it listed after loading with what it lists now
+    "plan_applied": (lambda c: plans.plan_applied(c["apply"], c["recorded"], c["observed"], c["changed_inputs"]),
+                     lambda c: None if c["changed_inputs"] else plans.drift_applied(c["recorded"], c["observed"])),
+    "plan_drbd": (lambda c: plans.plan_drbd(c["desired"], c["fact"], promoted_here=c.get("promoted_here", False)),
+                  lambda c: plans.drift_drbd(c["fact"])),
+}
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
 def test_plan(path):
     case = json.loads(path.read_text())
+    plan, drift = PLANS[path.parent.name]
+    assert ("error" in case) != ("steps" in case), "a case expects either steps or an error"
+    if "drift" in case:
+        assert drift is not None, f"{path.parent.name} has no drift describer"
+        assert drift(case) == case["drift"]
+    elif drift is not None and path.stem.endswith("no-change") and case.get("desired", {}).get("present", True):
+        pytest.fail("a no-change case must state its drift (null)")
     if "error" in case:
         with pytest.raises(plans.PlanError, match=re.escape(case["error"])):
-            run_plan(path.parent.name, case)
+            plan(case)
         return
-    steps, drift = run_plan(path.parent.name, case)
+    steps = plan(case)
     assert steps == case["steps"]
-    if "drift" in case:
-        assert drift() == case["drift"]
     # keys never reach a plan: xfrm steps carry placeholders, filled in only on the way to `ip -batch -`
     for secret in (case.get("keys") or {}).values():
-        assert secret[2:] not in json.dumps(steps)
+        assert secret.lower().removeprefix("0x") not in json.dumps(steps).lower()
 
 
 def test_every_plan_has_a_no_change_case():
     plans_seen = {p.parent.name for p in CASES}
     no_change = {p.parent.name for p in CASES if p.stem.endswith("no-change")}
-    assert plans_seen == no_change == {"plan_file", "plan_service", "plan_packages", "plan_xfrm", "remove_xfrm",
-                                       "plan_applied", "plan_drbd"}
+    assert plans_seen == no_change == set(PLANS)
+    for path in CASES:
+        if path.stem.endswith("no-change"):
+            case = json.loads(path.read_text())
+            assert case["steps"] == [], path
