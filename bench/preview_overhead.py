@@ -8,7 +8,6 @@ Deploys the lab stack into a throwaway backend first (and destroys it at the end
 """
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -20,25 +19,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.engine import Stack  # noqa: E402
+from tests.support.engine import Stack, lab_stack  # noqa: E402
 
-LAB_PASSPHRASE = (REPO / "lab" / "passphrase").read_text().strip()
 EMPTY = "import pulumi\n\npulumi.export('nothing', None)\n"
-
-
-def cluster_stack(work: Path) -> Stack:
-    src = work / "cluster-src"
-    src.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(REPO / name, src / name)
-    for folder in ("components", "node"):
-        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    stack = Stack(src, work / "cluster", name="lab", passphrase=LAB_PASSPHRASE)
-    config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())
-    config["config"]["ovh-ha-cluster:sshKeyFile"] = json.loads((REPO / ".lab" / "hosts.json").read_text())["sshKeyFile"]
-    (stack.dir / "Pulumi.lab.yaml").write_text(yaml.safe_dump(config))
-    stack.pulumi("stack", "init", "lab")
-    return stack
 
 
 def empty_stack(work: Path) -> Stack:
@@ -76,9 +59,9 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="ovhha-bench-") as tmp:
         work = Path(tmp)
-        cluster, empty = cluster_stack(work), empty_stack(work)
-        trace = work / "ssh-trace.log"
-        cluster.env["OVH_HA_SSH_TRACE"] = str(trace)
+        key_file = json.loads((REPO / ".lab" / "hosts.json").read_text())["sshKeyFile"]
+        cluster, empty = lab_stack(work / "cluster", key_file), empty_stack(work)
+        trace = Path(cluster.env["OVH_HA_SSH_TRACE"])
         try:
             cluster.pulumi("up", "--yes")
             handshakes(trace)

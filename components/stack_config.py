@@ -45,7 +45,7 @@ def agent_credentials(values: Mapping[str, object], spec):
     consumer = values.get("ovh-ha-cluster:agentConsumerKey")
     if consumer in (None, ""):
         return None
-    endpoint = spec.ovh_api.endpoint or values.get("ovh:endpoint") or "ovh-eu"
+    endpoint = spec.ovh_api.endpoint   # validated and required by spec.parse_config
     parts = pulumi.Output.all(values.get("ovh:applicationKey"), values.get("ovh:applicationSecret"), consumer)
     return pulumi.Output.secret(parts.apply(lambda p: credentials_file(endpoint, p[0] or "", p[1] or "", p[2])))
 

@@ -68,11 +68,15 @@ def _changed(olds: dict, news: dict, keys) -> List[str]:
 OUTPUT_KEYS = ("observed", "sha256", "applied", "drift")
 
 
+def _without_drift(props: dict) -> dict:
+    """Outputs never carry `drift`: it is an input that only `read` sets, and `up` clears."""
+    return {k: v for k, v in props.items() if k != "drift"}
+
+
 def _refreshed(id_, props: dict, observed, drift: Optional[str], extra: Optional[dict] = None) -> ReadResult:
     """What `pulumi refresh` records: the observed facts as outputs, and, when the server drifted, a `drift`
     input that says how; the next plan then shows it as a property going away, i.e. what `up` will undo."""
-    outs = {k: v for k, v in props.items() if k != "drift"}
-    outs.update(extra or {})
+    outs = {**_without_drift(props), **(extra or {})}
     outs["observed"] = observed
     inputs = {k: v for k, v in props.items() if k not in OUTPUT_KEYS}
     if drift:
@@ -177,7 +181,7 @@ class _FileProvider(ResourceProvider):
 
     @staticmethod
     def _outs(props, observed):
-        outs = {k: v for k, v in props.items() if k != "drift"}
+        outs = _without_drift(props)
         return {**outs, "sha256": hashlib.sha256(props["content"].encode()).hexdigest(), "observed": observed}
 
     def read(self, id_, props):
@@ -276,7 +280,7 @@ class _ServiceProvider(ResourceProvider):
     def update(self, _id, olds, news):
         restart = olds.get("restartOn") != news.get("restartOn")
         reload = olds.get("reloadOn") != news.get("reloadOn")
-        outs = {k: v for k, v in news.items() if k != "drift"}
+        outs = _without_drift(news)
         return UpdateResult(outs={**outs, "observed": self._apply(news, restart=restart, reload=reload)})
 
     def delete(self, _id, props):
@@ -323,7 +327,7 @@ class _PackagesProvider(ResourceProvider):
             _fail(props, "packages", error)
 
     def _outs(self, props, fact):
-        outs = {k: v for k, v in props.items() if k != "drift"}
+        outs = _without_drift(props)
         return {**outs, "observed": {n: fact.get(n) for n in sorted(props["names"])}}
 
     def create(self, props):
@@ -413,7 +417,7 @@ class _XfrmProvider(ResourceProvider):
                           or bool(_changed(olds, news, ("connection", "hostKey"))))
 
     def update(self, _id, olds, news):
-        outs = {k: v for k, v in news.items() if k != "drift"}
+        outs = _without_drift(news)
         return UpdateResult(outs={**outs, "observed": self._apply(news, olds.get("observed"))})
 
     def delete(self, _id, props):
@@ -444,11 +448,9 @@ class _AppliedProvider(ResourceProvider):
     listing's digest is recorded after applying; a different digest later means someone changed it."""
 
     def _apply(self, props):
-        from components.remote import plans
-
         try:
             sess = _session(props)
-            _execute(sess, plans.plan_applied(props["apply"], None, None, True))
+            sess.check(props["apply"])
             return _probe(sess, "listing", props["probe"])
         except Exception as error:  # noqa: BLE001
             _fail(props, props.get("description") or props["apply"], error)
@@ -477,7 +479,7 @@ class _AppliedProvider(ResourceProvider):
 
     def update(self, _id, _olds, news):
         observed = self._apply(news)
-        outs = {k: v for k, v in news.items() if k != "drift"}
+        outs = _without_drift(news)
         return UpdateResult(outs={**outs, "observed": observed, "applied": observed})
 
     def delete(self, _id, props):
@@ -566,7 +568,7 @@ class _DrbdProvider(ResourceProvider):
         return DiffResult(changes=pending or bool(_changed(olds, news, ("device", "connection", "hostKey"))))
 
     def update(self, _id, _olds, news):
-        outs = {k: v for k, v in news.items() if k != "drift"}
+        outs = _without_drift(news)
         return UpdateResult(outs={**outs, "observed": self._apply(news)})
 
     def delete(self, _id, props):

@@ -82,12 +82,11 @@ def _load_private_key(text: Optional[str], path: Optional[str]):
                 text = fh.read()
         except OSError as error:
             raise RemoteError(f"cannot read the SSH key file {path}: {error.strerror}") from None
-    errors = []
     for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return kind.from_private_key(io.StringIO(text))
-        except (paramiko.SSHException, ValueError) as error:
-            errors.append(f"{kind.__name__}: {error}")
+        except (paramiko.SSHException, ValueError):
+            continue
     raise RemoteError("the SSH private key could not be loaded (unencrypted ed25519, ecdsa or rsa expected)")
 
 
@@ -257,7 +256,3 @@ def session(target: Target, private_key: Optional[str] = None) -> Session:
         _pool[key] = fresh
         return fresh
 
-
-def scan_host_key(target: Target, private_key: Optional[str] = None) -> str:
-    """The host key the server presents (checked against target.host_key when that is set)."""
-    return session(target, private_key).presented_key

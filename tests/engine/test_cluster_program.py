@@ -1,12 +1,10 @@
 """The project's own program through the real engine: the lab stack previews; bad config stops everything."""
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import yaml
 
-from tests.support.engine import REPO, Stack
+from tests.support.engine import REPO, Stack, program_copy
 
 
 def test_main_command_deploys_the_lab_stack_on_the_lab():
@@ -19,17 +17,8 @@ def test_main_command_deploys_the_lab_stack_on_the_lab():
     assert proc.stdout.count("heartbeatRunning: true") == 2, proc.stdout
 
 
-def project_copy(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "components", src / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    return src
-
-
 def test_invalid_config_fails_before_any_resource(tmp_path):
-    stack = Stack(project_copy(tmp_path), tmp_path)
+    stack = Stack(program_copy(tmp_path / "src"), tmp_path)
     stack.init()
     config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())["config"]
     # the lab's secrets are encrypted for the lab's passphrase, not this stack's: leave them all out

@@ -5,7 +5,6 @@ converged for the next: up, no-change, drift, secrets, handshakes, faults, destr
 """
 import json
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -13,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.remote.conftest import lab_run
 from tests.support.engine import REPO, Stack
+from tests.support.engine import lab_stack as support_lab_stack
 
-LAB_PASSPHRASE = (REPO / "lab" / "passphrase").read_text().strip()
 HOSTS = ("ns11111", "ns22222")
 FILES = {  # path: mode, as the cluster deploys them on each node
     "/etc/ha.d/ha.cf": "644", "/etc/ha.d/authkeys": "600", "/etc/ha.d/haresources": "644",
@@ -27,26 +25,8 @@ FILES = {  # path: mode, as the cluster deploys them on each node
 }
 
 
-def program_copy(dest: Path) -> Path:
-    dest.mkdir()
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(REPO / name, dest / name)
-    for folder in ("components", "node"):
-        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
-
-
 def lab_stack(tmp: Path, lab_hosts: dict, name: str = "lab", tweak=None) -> Stack:
-    """A stack named like the lab's with Pulumi.lab.yaml's config (its secrets decrypt with the lab passphrase)."""
-    stack = Stack(program_copy(tmp / "src"), tmp, name=name, passphrase=LAB_PASSPHRASE)
-    config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())
-    config["config"]["ovh-ha-cluster:sshKeyFile"] = lab_hosts["sshKeyFile"]
-    if tweak:
-        tweak(config["config"])
-    (stack.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(config))
-    stack.pulumi("stack", "init", name)
-    stack.env["OVH_HA_SSH_TRACE"] = str(tmp / "ssh-trace.log")
-    return stack
+    return support_lab_stack(tmp, lab_hosts["sshKeyFile"], name=name, tweak=tweak)
 
 
 def heartbeat_running(host: str) -> bool:

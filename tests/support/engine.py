@@ -25,6 +25,35 @@ def has_plugin(name):
     return (BIN / name).exists() or shutil.which(name) is not None
 
 
+LAB_PASSPHRASE = (REPO / "lab" / "passphrase").read_text().strip()
+
+
+def program_copy(dest: Path) -> Path:
+    """The project's own program (what `pulumi` runs from the repository), copied to dest."""
+    dest.mkdir(parents=True)
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(REPO / name, dest / name)
+    for folder in ("components", "node"):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def lab_stack(tmp: Path, ssh_key_file: str, name: str = "lab", tweak=None) -> "Stack":
+    """A stack named like the lab's with Pulumi.lab.yaml's config (its secrets decrypt with the lab passphrase),
+    in its own backend under tmp; each SSH handshake is traced to tmp/ssh-trace.log."""
+    import yaml
+
+    stack = Stack(program_copy(tmp / "src"), tmp, name=name, passphrase=LAB_PASSPHRASE)
+    config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())
+    config["config"]["ovh-ha-cluster:sshKeyFile"] = ssh_key_file
+    if tweak:
+        tweak(config["config"])
+    (stack.dir / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(config))
+    stack.pulumi("stack", "init", name)
+    stack.env["OVH_HA_SSH_TRACE"] = str(tmp / "ssh-trace.log")
+    return stack
+
+
 class Stack:
     """One stack of one program copy, with its own file backend and passphrase."""
 
