@@ -12,13 +12,14 @@ LOCAL_STACKS := lab vmlab
 STACK_ENV = $(if $(filter $(STACK),$(LOCAL_STACKS)),PULUMI_CONFIG_PASSPHRASE_FILE=$(CURDIR)/lab/passphrase)
 PULUMI = $(STACK_ENV) $(RUN) pulumi
 
-.PHONY: help engine venv test demo preview up refresh destroy stack lab-up lab-down check-config ovh-credentials
+.PHONY: help engine venv test demo drill preview up refresh destroy stack lab-up lab-down check-config ovh-credentials
 
 help:
 	@echo "make demo                 the main job: bring the lab up, then pulumi up of the whole cluster on it"
 	@echo "make test                 the whole test suite (real engine, real lab)"
 	@echo "make engine               build or find the Pulumi engine into .engine/bin"
 	@echo "make lab-up | lab-down    the local two-host lab (network namespaces)"
+	@echo "make drill [STACK=lab]    crash the node holding the failover IP, time the failover (REAL=1: a real cluster)"
 	@echo "make preview|up|refresh|destroy [STACK=lab] [YES=1] [REFRESH=1: read the servers first]"
 	@echo "make check-config STACK=prod   validate a stack file without the engine or any server"
 	@echo "make ovh-credentials STACK=prod   ask OVH for the operator's and the node agent's consumer keys"
@@ -40,9 +41,11 @@ test: engine venv
 lab-up: engine venv
 	$(PYTHON) lab/lab.py up
 	$(PY) -m lab.ovh_emulator up
+	$(PY) -m lab.mail_sink up
 
 lab-down:
 	-$(PYTHON) -m lab.ovh_emulator down
+	-$(PYTHON) -m lab.mail_sink down
 	$(PYTHON) lab/lab.py down
 
 # Two least-privilege consumer keys (operator, node agent) for STACK's failover IP and SMS service; needs
@@ -67,9 +70,21 @@ demo: lab-up
 	@$(MAKE) -s stack STACK=lab
 	$(MAKE) -s up STACK=lab YES=1 REFRESH=1
 
+# The failover drill (README, "Failover drill"). On a real stack it needs REAL=1 and asks for confirmation.
+drill: venv
+	$(PY) -m drill --stack $(STACK) $(if $(REAL),--real) $(DRILL_ARGS)
+
 preview up refresh destroy: stack
 	$(PULUMI) $@ --stack $(STACK) $(if $(filter up refresh destroy,$@),$(if $(YES),--yes)) \
 	  $(if $(filter up preview,$@),$(if $(REFRESH),--refresh))
 
 check-config: venv
 	$(PY) -m components.check_config Pulumi.$(STACK).yaml
+
+# The VM lab (vmlab/README.md): two Debian 12 VMs under qemu with DRBD 8.4 and ESP; root builds the base once.
+.PHONY: vmlab-up vmlab-down
+vmlab-up:
+	$(PYTHON) -m vmlab up
+
+vmlab-down:
+	$(PYTHON) -m vmlab down

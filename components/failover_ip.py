@@ -1,8 +1,9 @@
 """The failover IP: its routing at OVH, read back from the API (components/ovh/routing.py).
 
 `up` routes it to the declared initialNode's service at creation; `refresh` records where OVH routes it
-now (after a Heartbeat takeover, the other node); `up` moves it back only with failBack, because Heartbeat
-owns runtime placement. Removing it from the stack leaves the routing as it is.
+now (after a Heartbeat takeover, the other node). Heartbeat owns runtime placement: with failBack, `up`
+brings the group back through Heartbeat's own hand-over (HeartbeatGroup), and this resource only records the
+routing. Removing it from the stack leaves the routing as it is.
 """
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -21,6 +22,8 @@ class FailoverIpArgs:
     # None: python-ovh's OVH_* environment variables or ovh.conf, read where the engine runs the provider.
     credentials: Optional[pulumi.Output] = None
     move_timeout: float = MOVE_TIMEOUT
+    # True in a cluster: a fail-back is Heartbeat's hand-over (HeartbeatGroup's HandOver), never an API move
+    hand_over: bool = True
 
 
 class FailoverIp(pulumi.ComponentResource):
@@ -41,9 +44,10 @@ class FailoverIp(pulumi.ComponentResource):
         self.routing = FailoverRouting(
             f"{name}-routing", ip=fip.cidr if fip.is_block else fip.address, service=initial.service,
             fail_back=fip.fail_back, backend=api.backend, endpoint=api.endpoint, credentials=args.credentials,
-            timeout=args.move_timeout, soapi=soapi, opts=pulumi.ResourceOptions(parent=self))
+            timeout=args.move_timeout, soapi=soapi, hand_over=args.hand_over, nodes=node_of_service,
+            opts=pulumi.ResourceOptions(parent=self))
         self.address = fip.address
         self.initial_node = fip.initial_node
         self.routed_to = self.routing.routed_to
-        self.active_node = self.routed_to.apply(lambda service: node_of_service.get(service))
+        self.active_node = self.routing.activeNode
         self.register_outputs({"address": self.address, "routedTo": self.routed_to, "activeNode": self.active_node})

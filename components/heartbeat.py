@@ -6,11 +6,13 @@ from typing import Mapping, Optional
 import pulumi
 
 from components.generated_secret import GeneratedSecret
-from components.remote.resources import RemoteFile, Service
+from components.remote.resources import HandOver, RemoteFile, Service
 from components.render import agent
 from components.render import heartbeat as render
 
 AGENT_SCRIPT = Path(__file__).resolve().parents[1] / "node" / agent.NAME
+TAKEOVER = "/usr/share/heartbeat/hb_takeover all"
+HAND_OVER_TIMEOUT = 360.0  # Heartbeat's release on the peer, then the OVH move (about a minute) and the start
 
 
 @dataclass(frozen=True)
@@ -64,4 +66,13 @@ class HeartbeatGroup(pulumi.ComponentResource):
                              opts=pulumi.ResourceOptions(parent=self, depends_on=files + previous))
             previous = [daemon]
             self.running[node_name] = daemon.observed.apply(lambda o: bool(o and o.get("running")))
+        # The preferred node (failoverIp.initialNode): where failBack brings the group back, through Heartbeat.
+        home = spec.failover_ip.initial_node
+        if home in args.nodes:
+            status = " ".join(agent.argv(spec, home)).replace(agent.NAME, agent.SCRIPT_PATH, 1) + " status"
+            self.hand_over = HandOver(f"{name}-{home}-hand-over", args.nodes[home], status=status,
+                                      takeover=TAKEOVER, fail_back=spec.failover_ip.fail_back,
+                                      timeout=HAND_OVER_TIMEOUT, opts=pulumi.ResourceOptions(parent=self,
+                                                                                            depends_on=previous))
+            self.holds_group = self.hand_over.observed.apply(lambda o: (o or {}).get("holds"))
         self.register_outputs({"haCf": self.ha_cf, "authkeys": self.authkeys, "haresources": self.haresources})

@@ -73,21 +73,25 @@ def _provider_class():
 
 
 class FailoverRouting(pulumi.dynamic.Resource, module="ovh", name="FailoverRouting"):
-    """Outputs: routedTo (the service OVH routes the IP to, as last read), ipName ("203.0.113.10/32")."""
+    """Outputs: routedTo (the service OVH routes the IP to, as last read), ipName ("203.0.113.10/32"),
+    activeNode (the node of `nodes` whose service that is)."""
 
     routedTo: pulumi.Output[str]
     ipName: pulumi.Output[str]
+    activeNode: pulumi.Output[Optional[str]]
 
     def __init__(self, name: str, *, ip: pulumi.Input[str], service: pulumi.Input[str],
                  fail_back: pulumi.Input[bool] = False, backend: pulumi.Input[str] = "rest",
                  endpoint: Optional[pulumi.Input[str]] = None,
                  credentials: Optional[pulumi.Input[Mapping[str, str]]] = None,
                  timeout: pulumi.Input[float] = 300.0, soapi: Optional[pulumi.Input[Mapping[str, Any]]] = None,
+                 hand_over: bool = False, nodes: Optional[Mapping[str, str]] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         props = {
             "ip": ip, "service": service, "failBack": fail_back, "backend": backend, "endpoint": endpoint,
             "credentials": pulumi.Output.secret(credentials) if credentials is not None else None,
-            "timeout": timeout, "soapi": soapi, "ipName": None,
+            "timeout": timeout, "soapi": soapi, "ipName": None, "handOver": hand_over, "nodes": nodes,
+            "activeNode": None,
             # an input only with failBack (the routing `up` restores); otherwise only an output
             "routedTo": pulumi.Output.all(fail_back, service).apply(lambda v: v[1] if v[0] is True else None),
         }

@@ -14,9 +14,13 @@ Properties (inputs, and outputs with the same names):
                None: python-ovh's OVH_* variables / ovh.conf (rest only)
   timeout      seconds a move may take, pending moves and task included
   soapi        soapi only: {dedicated: server the IP belongs to, addresses: {service: main IPv4}}
+  handOver     true in a cluster: a fail-back is Heartbeat's hand-over of the resource group (its resource
+               script moves the IP), so this resource never moves it after creation; false: `up` moves it
+  nodes        {service name: node name}, to name the active node
   routedTo     only with failBack: the service `up` keeps the IP routed to (= service)
 Outputs:
   routedTo     the service OVH routes the IP to, as last read (create, update, refresh)
+  activeNode   the node whose service that is (None: neither)
   ipName       the account's name for the IP ("203.0.113.10/32")
 """
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -24,9 +28,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from components.ovh.backend import FailoverBackend, canonical_ip
 from components.ovh.errors import OvhAuthError, OvhConfigError, OvhError, OvhTaskFailed, OvhTimeout
 
-INPUTS = ("ip", "service", "failBack", "backend", "endpoint", "credentials", "timeout", "soapi")
+INPUTS = ("ip", "service", "failBack", "backend", "endpoint", "credentials", "timeout", "soapi", "handOver", "nodes")
 WANTED = "routedTo"  # an input only with failBack: the routing `up` restores (the declared service)
-OUTPUTS = ("routedTo", "ipName")
+OUTPUTS = ("routedTo", "ipName", "activeNode")
+SEEN = "activeNode"  # an input set by `read` only: what refresh saw, so that a failover shows in its plan
+BEFORE = "routedBefore"  # an output set by `read`: the routing it replaced
 BACKENDS = ("rest", "soapi")
 REST_KEYS = ("applicationKey", "applicationSecret", "consumerKey")
 SOAPI_KEYS = ("nic", "password")
@@ -127,6 +133,10 @@ def _explain(action: str, props: Mapping[str, Any], err: Exception) -> RoutingEr
     return RoutingError(f"failover IP {ip} (declared service {service}): {action} failed: {hint}: {err}")
 
 
+def active_node(props: Mapping[str, Any], routed: Optional[str]) -> Optional[str]:
+    return (props.get("nodes") or {}).get(routed) if routed else None
+
+
 def _timeout(props: Mapping[str, Any]) -> float:
     return float(props.get("timeout") or DEFAULT_TIMEOUT)
 
@@ -150,7 +160,7 @@ def route(props: Mapping[str, Any], why: str, log: Log) -> Dict[str, Any]:
         log(f"failover IP {result.ip}: moved from {result.previous} to {result.service}{task}: {why}")
     else:
         log(f"failover IP {result.ip}: already routed to {result.service}, nothing moved")
-    return {"routedTo": result.service, "ipName": result.ip}
+    return {"routedTo": result.service, "ipName": result.ip, "activeNode": active_node(props, result.service)}
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle
@@ -169,10 +179,14 @@ def read(id_: str, props: Mapping[str, Any], log: Log) -> Tuple[Dict[str, Any], 
     previous = props.get("routedTo")
     name = props.get("ipName") or props.get("ip")
     if previous and routed != previous:
-        log(f"failover IP {name}: OVH now routes it to {routed} (was {previous}); a failover or a move made "
-            "outside Pulumi")
-    outs = {**props, "routedTo": routed}
-    inputs = {**inputs_of(props), "routedTo": routed} if props.get("failBack") is True else None
+        node = active_node(props, routed)
+        log(f"failover IP {name}: OVH now routes it to {routed}" + (f" (node {node}; " if node else " (")
+            + f"was {previous}); a failover or a move made outside Pulumi")
+    active = active_node(props, routed)
+    outs = {**props, "routedTo": routed, SEEN: active, BEFORE: previous}
+    # routedTo and activeNode go to the inputs as seen, so the refresh plan shows a failover (`~ routedTo`,
+    # `~ activeNode`); with failBack, routedTo is also the routing `up` restores
+    inputs = {**inputs_of(props), "routedTo": routed, SEEN: active}
     return outs, inputs
 
 
@@ -211,12 +225,23 @@ def diff(olds: Mapping[str, Any], news: Mapping[str, Any],
     elif "ip" in changed:
         replaces.append("ip")
     fail_back_from = None if replaces else wants_fail_back(olds, news, observe)
+    # a refresh (news from `read`) that saw the IP elsewhere; without failBack the program sets no routedTo
+    # A refresh that saw the routing change: the engine diffs what `read` returned (olds) against the inputs,
+    # so the refresh plan shows this resource changed; the next `up` records it (moving nothing) and clears it.
+    if (fail_back_from is None and not replaces and olds.get(BEFORE)
+            and olds.get(BEFORE) != olds.get("routedTo")):
+        changed += [WANTED, SEEN]
     message = None
     name = olds.get("ipName") or news.get("ip")
     if fail_back_from is not None:
         changed.append(WANTED)
-        message = (f"failover IP {name}: routed to {fail_back_from}; failBack is true, so `up` moves it back to "
-                   f"{news.get('service')}")
+        if news.get("handOver") is True:
+            message = (f"failover IP {name}: routed to {fail_back_from}; failBack is true, so `up` has Heartbeat hand "
+                       f"the resource group back to {news.get('service')}'s node (hb_takeover), whose resource script "
+                       "moves the IP; nothing is routed behind Heartbeat's back")
+        else:
+            message = (f"failover IP {name}: routed to {fail_back_from}; failBack is true, so `up` moves it back to "
+                       f"{news.get('service')}")
     elif (not replaces and news.get("failBack") is not True and olds.get("routedTo")
           and olds.get("routedTo") != news.get("service")):
         message = (f"failover IP {name}: routed to {olds.get('routedTo')}, not the declared {news.get('service')}; "
@@ -227,19 +252,21 @@ def diff(olds: Mapping[str, Any], news: Mapping[str, Any],
 def update(olds: Mapping[str, Any], news: Mapping[str, Any], log: Log) -> Dict[str, Any]:
     inputs = inputs_of(news)
     service = inputs["service"]
-    if inputs.get("failBack") is True:
-        routed = where_routed(inputs)
-        if routed != service:
-            log(f"failover IP {inputs['ip']}: routed to {routed}; failBack is true, so moving it back to {service}")
-            outs = route(inputs, "failBack is true", log)
-        else:
-            outs = {"routedTo": routed, "ipName": olds.get("ipName") or canonical_ip(str(inputs["ip"]))}
-        return {**inputs, **outs}
     routed = where_routed(inputs)
-    if routed != service:
+    recorded = {**inputs, "routedTo": routed, "ipName": olds.get("ipName") or canonical_ip(str(inputs["ip"])),
+                SEEN: active_node(inputs, routed)}
+    if routed == service:
+        return recorded
+    if inputs.get("failBack") is True and inputs.get("handOver") is True:
+        log(f"failover IP {inputs['ip']}: routed to {routed}; Heartbeat's hand-over brings it back to {service} "
+            "(the HandOver resource of the Heartbeat group); the next refresh records the new routing")
+    elif inputs.get("failBack") is True:
+        log(f"failover IP {inputs['ip']}: routed to {routed}; failBack is true, so moving it back to {service}")
+        return {**inputs, **route(inputs, "failBack is true", log)}
+    else:
         log(f"failover IP {inputs['ip']}: routed to {routed}, not the declared {service}; failBack is false, so it "
             "stays there (Heartbeat owns placement; set failBack: true to move it back)")
-    return {**inputs, "routedTo": routed, "ipName": olds.get("ipName") or canonical_ip(str(inputs["ip"]))}
+    return recorded
 
 
 def delete(props: Mapping[str, Any], log: Log) -> None:

@@ -501,6 +501,86 @@ class Applied(_Remote, module="remote", name="Applied"):
                           "triggers": triggers or [], "applied": None}, node, opts=opts)
 
 
+# -- hand-over ----------------------------------------------------------------------------------------------
+
+class _HandOverProvider(ResourceProvider):
+    """Where Heartbeat runs the resource group, seen from the preferred node (its resource script's status:
+    the failover IP on an interface that is up). With failBack, `up` asks Heartbeat on that node to take the
+    group back (`hb_takeover`): Heartbeat releases it on the peer and starts it here, and the resource script
+    moves the IP at OVH. Nothing is moved behind Heartbeat's back. Without failBack it only observes."""
+
+    @staticmethod
+    def _holds(sess, props) -> bool:
+        return sess.run(props["status"]).stdout.strip().splitlines()[-1:] == ["running"]
+
+    def _observe(self, props) -> dict:
+        try:
+            return {"holds": self._holds(_session(props), props)}
+        except Exception as error:  # noqa: BLE001
+            _fail(props, "reading where the resource group runs", error)
+
+    @staticmethod
+    def _drift(props, observed) -> Optional[str]:
+        if props.get("failBack") is True and observed and not observed.get("holds"):
+            node = props["connection"]["node"]
+            return (f"the resource group runs elsewhere than {node}; failBack is true, so `up` asks Heartbeat on "
+                    f"{node} to take it back (hb_takeover), which moves the failover IP")
+        return None
+
+    def create(self, props):
+        return CreateResult(id_=f"{props['connection']['node']}:hand-over", outs={**props, "observed": self._observe(props)})
+
+    def read(self, id_, props):
+        observed = self._observe(props)
+        return _refreshed(id_, props, observed, self._drift(props, observed))
+
+    def diff(self, _id, olds, news):
+        changed = _changed(olds, news, ("failBack", "status", "takeover", "timeout", "connection", "hostKey"))
+        if news.get("failBack") is True:
+            observed = self._observe({**news, "sshPrivateKey": news.get("sshPrivateKey") or olds.get("sshPrivateKey")})
+            drift = self._drift(news, observed)
+            if drift:
+                pulumi.log.info(f"{news['connection']['node']}: {drift}")
+                return DiffResult(changes=True)
+        return DiffResult(changes=bool(changed) or bool(olds.get("drift")))
+
+    def update(self, _id, olds, news):
+        import time
+
+        outs = _without_drift(news)
+        node = news["connection"]["node"]
+        try:
+            sess = _session(news)
+            if news.get("failBack") is True and not self._holds(sess, news):
+                if sess.run("pgrep -f '^heartbeat: master control process' >/dev/null").status != 0:
+                    raise RuntimeError("Heartbeat is not running here, so it cannot take the group back; start it "
+                                       "(`pulumi up` does) and run `up` again")
+                pulumi.log.info(f"{node}: failBack: asking Heartbeat to take the resource group back (hb_takeover)")
+                sess.check(news["takeover"], what="hb_takeover")
+                deadline = time.monotonic() + float(news.get("timeout") or 300)
+                while not self._holds(sess, news):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Heartbeat did not bring the group here within {news.get('timeout')} s "
+                                           "after hb_takeover; see its log on both nodes")
+                    time.sleep(0.5)
+                pulumi.log.info(f"{node}: the resource group and the failover IP are back here")
+            return UpdateResult(outs={**outs, "observed": {"holds": self._holds(sess, news)}})
+        except Exception as error:  # noqa: BLE001
+            _fail(news, "handing the resource group back", error)
+
+    def delete(self, _id, _props):
+        return
+
+
+class HandOver(_Remote, module="remote", name="HandOver"):
+    observed: pulumi.Output[Any]
+
+    def __init__(self, name: str, node, status: str, takeover: str, fail_back: bool, timeout: float, opts=None):
+        super().__init__(_HandOverProvider(), name,
+                         {"status": status, "takeover": takeover, "failBack": fail_back, "timeout": timeout},
+                         node, opts=opts)
+
+
 # -- drbd ---------------------------------------------------------------------------------------------------
 
 class _DrbdProvider(ResourceProvider):

@@ -14,6 +14,7 @@ NAME = "ovh-failover-ip"
 SCRIPT_PATH = f"/etc/ha.d/resource.d/{NAME}"
 CONFIG_PATH = "/etc/ovh-ha/failover-ip.json"
 CREDENTIALS_PATH = "/etc/ovh-ha/ovh.conf"   # secret: mode 0600, written over SFTP or stdin, never argv
+LOG_PATH = "/var/log/ovh-ha/failover-ip.log"  # the script's own steps with millisecond timestamps
 
 
 def argv(spec: ClusterSpec, node_name: str) -> List[str]:
@@ -42,6 +43,7 @@ def config(spec: ClusterSpec, node_name: str) -> Dict[str, object]:
         "backend": "rest",
         "endpoint": spec.ovh_api.endpoint,
         "credentialsFile": CREDENTIALS_PATH,
+        "logFile": LOG_PATH,
     }
     sms = spec.alerts.sms
     if sms is not None and sms.enabled:

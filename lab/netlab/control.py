@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from lab.netlab import packages, procs
+from lab.netlab import hostmail, packages, procs
 from lab.netlab import topology as topo
 from lab.netlab.hostfs import HostFiles, keygen, public_key
 from lab.netlab.network import NETNS_DIR, Network, lab_netns, netns_exists
@@ -103,6 +103,7 @@ class Lab:
             for host in topo.HOSTS:
                 changes += self._ensure_host(record, host, client_key)
             changes += self._ensure_forwarder(record)
+            changes += self._ensure_mail(record)
             self._wait_ssh()
             if self._write_outputs():
                 changes.append(f"wrote {self.layout.hosts_json}")
@@ -211,6 +212,18 @@ class Lab:
         ports = ", ".join(f"{topo.SSH_LISTEN}:{h.ssh_port} -> {h.name}:22" for h in topo.HOSTS)
         self.say(f"forwarder: {ports} (pid {proc.pid})")
         return ["started the forwarder"]
+
+    def _ensure_mail(self, record: Record) -> List[str]:
+        """Each host's msmtp delivers to the mail sink (lab/mail_sink); says so when the machine's MTA will not."""
+        changes = []
+        for host in topo.HOSTS:
+            if hostmail.write_msmtprc(record.process(f"host:{host.name}")["pid"], host.name):
+                changes.append(f"wrote {hostmail.MSMTPRC} on {host.name}")
+                self.say(f"{host.name}: wrote {hostmail.MSMTPRC} (mail goes to the lab mail sink, "
+                         f"127.0.0.1:{topo.MAIL_SINK_PORT})")
+        for problem in hostmail.problems(topo.machine_ports()):
+            self.say(f"warning: {problem}")
+        return changes
 
     def _wait_ssh(self) -> None:
         deadline = time.monotonic() + SSH_TIMEOUT

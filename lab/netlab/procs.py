@@ -70,6 +70,60 @@ def stop(entry: Optional[dict], grace: float = 3.0) -> bool:
     return True
 
 
+def service_running(record: Optional[dict], marker: str) -> bool:
+    """A lab service's record ({"pid", "startTime"}) names a live process that is still the one `up` started
+    (same start time) and still runs that service (`marker`, its module name, in its command line)."""
+    entry = {"pid": int((record or {}).get("pid") or 0), "start": (record or {}).get("startTime")}
+    if entry["pid"] <= 0 or not alive(entry):
+        return False
+    try:
+        argv = open(f"/proc/{entry['pid']}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return False
+    return marker.encode() in argv
+
+
+def start_service(argv: list, cwd, env: dict, log_path, ready, label: str, tries: int = 100,
+                  pause: float = 0.1) -> dict:
+    """Start a lab service in its own session, its output appended to log_path (0600), and wait until
+    `ready()` (at most tries x pause seconds). Returns {"pid", "startTime"}; RuntimeError if it exits or
+    never gets ready (then it is stopped)."""
+    import subprocess
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        child = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True)
+    started = start_time(child.pid)
+    for _ in range(tries):
+        if child.poll() is not None:
+            tail = open(log_path, errors="replace").read().splitlines()[-5:]
+            raise RuntimeError(f"the {label} exited with status {child.returncode}: " + " | ".join(tail))
+        if ready():
+            return {"pid": child.pid, "startTime": started}
+        time.sleep(pause)
+    stop({"pid": child.pid, "start": started})
+    raise RuntimeError(f"the {label} was not ready within {tries * pause:.0f} s; see {log_path}")
+
+
+def stop_service(record_path, marker: str, label: str) -> str:
+    """`down` of a lab service: stop the recorded process only if it is still ours, then forget the record."""
+    import json
+    try:
+        record = json.loads(open(record_path).read())
+    except (OSError, ValueError):
+        return f"{label}: not running (no record)"
+    pid = int(record.get("pid") or 0)
+    if service_running(record, marker):
+        stop({"pid": pid, "start": record["startTime"]}, grace=5.0)
+        message = f"{label}: stopped (pid {pid})"
+    else:
+        message = f"{label}: pid {pid} is gone or is another process now; record removed, nothing killed"
+    try:
+        os.unlink(record_path)
+    except FileNotFoundError:
+        pass
+    return message
+
+
 def _reap(pid: int) -> None:
     """Collect it if it happens to be our own child (a process started in this same run)."""
     try:

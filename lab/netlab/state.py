@@ -126,21 +126,35 @@ class Record:
         write_private(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
 
+class LockTimeout(Exception):
+    """Another process kept a lock longer than we wait."""
+
+
 @contextlib.contextmanager
-def locked(layout: Layout) -> Iterator[None]:
-    """One up/down at a time per state dir; waits at most 60 s for another one to finish."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
+def exclusive(path: Path, wait: float, poll: float = 0.2) -> Iterator[None]:
+    """An flock on `path` (created 0600), waited for at most `wait` seconds; LockTimeout after that."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + wait
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"another lab up/down holds {layout.lock} for more than 60 s")
-                time.sleep(0.2)
+                    raise LockTimeout(f"{path} held by another process for more than {wait:.0f} s")
+                time.sleep(poll)
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(layout: Layout) -> Iterator[None]:
+    """One up/down at a time per state dir; waits at most 60 s for another one to finish."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(layout.lock, 60):
+            yield
+    except LockTimeout:
+        raise RuntimeError(f"another lab up/down holds {layout.lock} for more than 60 s") from None

@@ -37,9 +37,11 @@ HOSTS: Tuple[Host, ...] = (
     Host("ns22222", "192.0.2.22", 22222),
 )
 
-# TCP ports of services on the machine's loopback (the OVH API emulator of the lab stack, a mail sink...)
-# that each host also finds on its own 127.0.0.1, so the lab stack's endpoints work on the hosts unchanged.
-DEFAULT_MACHINE_PORTS = (18080,)
+OVH_API_PORT = 18080         # the lab stack's OVH API emulator (lab/ovh_emulator)
+MAIL_SINK_PORT = 2525        # the lab's mail sink (lab/mail_sink), where each host's msmtp delivers
+# TCP ports of services on the machine's loopback that each host also finds on its own 127.0.0.1, so the lab
+# stack's endpoints (and the hosts' mail relay) work on the hosts unchanged.
+DEFAULT_MACHINE_PORTS = (OVH_API_PORT, MAIL_SINK_PORT)
 
 
 def host(name: str) -> Host:

@@ -19,6 +19,7 @@
       granted every call; least-privilege keys are requested through POST /auth/credential.
 """
 import argparse
+import shlex
 import json
 import os
 import secrets
@@ -99,6 +100,8 @@ def serve(argv: List[str]) -> int:
     parser.add_argument("--no-persist", action="store_true", help="never write the state file")
     parser.add_argument("--move-delay", type=float, help="seconds a move task takes (overrides the state file)")
     parser.add_argument("--ready-file", help="write the URL there once listening")
+    parser.add_argument("--route-command", help="run after each routing change (and at start) with {ip}, {cidr}, "
+                        "{service}, {address} filled in, e.g. 'lab/lab.py route {ip} {address}'")
     args = parser.parse_args(argv)
 
     if args.state_file:
@@ -107,7 +110,8 @@ def serve(argv: List[str]) -> int:
         state = AccountState({})
     if args.move_delay is not None:
         state.settings["moveDelay"] = args.move_delay
-    emulator = Emulator(state, args.host, args.port)
+    emulator = Emulator(state, args.host, args.port,
+                        route_command=shlex.split(args.route_command) if args.route_command else None)
     stopping = threading.Event()
 
     def _stop(signum: int, frame: Optional[object]) -> None:

@@ -5,7 +5,9 @@ Every API call (not /lab) is recorded with its method, path, body, status and ti
 through GET /lab/calls.
 """
 import json
+import queue
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -18,13 +20,54 @@ from lab.ovh_emulator.faults import FaultQueue, error_for
 from lab.ovh_emulator.state import AccountState, ApiError, iso, not_found
 
 API_PREFIX = "/1.0"
+TICK = 0.1  # seconds between two settlements of due move tasks
+
+
+class RouteHook:
+    """Runs a command after each routing change, in order, off the request threads: the lab uses it to make
+    its network follow the account (`lab/lab.py route {ip} {address}`), as OVH's routers follow a move.
+    Placeholders: {ip} (the failover IP, no prefix for a /32), {cidr}, {service}, {address} (its main IP)."""
+
+    def __init__(self, command: List[str]):
+        self.command = command
+        self.queue: "queue.Queue[tuple]" = queue.Queue()
+        self.log: List[Dict[str, Any]] = []
+
+    def start(self) -> None:
+        threading.Thread(target=self._work, name="ovh-emulator-route-hook", daemon=True).start()
+
+    def routed(self, cidr: str, service: Optional[str], address: Optional[str]) -> None:
+        self.queue.put((time.time(), cidr, service, address))
+
+    def _work(self) -> None:
+        while True:
+            when, cidr, service, address = self.queue.get()
+            if not service or not address:
+                continue
+            ip = cidr[:-3] if cidr.endswith("/32") else cidr
+            argv = [part.format(ip=ip, cidr=cidr, service=service, address=address) for part in self.command]
+            try:
+                result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+                outcome = result.returncode
+                detail = (result.stdout + result.stderr).strip()
+            except (OSError, subprocess.TimeoutExpired) as err:
+                outcome, detail = -1, str(err)
+            entry = {"routedAt": when, "appliedAt": time.time(), "ip": cidr, "service": service,
+                     "address": address, "exit": outcome, "output": detail[-300:]}
+            self.log.append(entry)
+            print(f"route hook: {cidr} -> {service} ({address}): exit {outcome} {detail[-200:]}", flush=True)
 
 
 class Emulator:
     """A running emulator: its URLs, its account state, its fault queue and call log; `stop()` ends it."""
 
-    def __init__(self, state: AccountState, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, state: AccountState, host: str = "127.0.0.1", port: int = 0,
+                 route_command: Optional[List[str]] = None):
         self.state = state
+        self.route_hook = RouteHook(route_command) if route_command else None
+        if self.route_hook:
+            state.route_listeners.append(self.route_hook.routed)
+        self._ticking = threading.Event()
         self.faults = FaultQueue()
         self.soap = soap.SoapApi(state)
         self._calls: List[Dict[str, Any]] = []
@@ -47,16 +90,29 @@ class Emulator:
     def soap_url(self) -> str:
         return self.url + "/soapi"
 
+    def _tick(self) -> None:
+        while not self._ticking.wait(TICK):
+            self.state.settle()
+
+    def _start_side_threads(self) -> None:
+        threading.Thread(target=self._tick, name="ovh-emulator-tick", daemon=True).start()
+        if self.route_hook:
+            self.route_hook.start()
+            self.state.announce_routing()
+
     def start(self) -> "Emulator":
+        self._start_side_threads()
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="ovh-emulator", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self._start_side_threads()
         self.httpd.serve_forever()
 
     def stop(self) -> None:
+        self._ticking.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:
@@ -71,6 +127,7 @@ class Emulator:
     # ------------------------------------------------------------------------------------- call log
 
     def record(self, entry: Dict[str, Any]) -> None:
+        entry.setdefault("epoch", time.time())  # the lab's precise clock, for drills that time a failover
         with self._calls_lock:
             self._calls.append(entry)
 
@@ -91,7 +148,7 @@ class Emulator:
 
 def start_emulator(state: Optional[Dict[str, Any]] = None, state_file: Optional[str] = None,
                    host: str = "127.0.0.1", port: int = 0, move_delay: Optional[float] = None,
-                   persist: bool = False) -> Emulator:
+                   persist: bool = False, route_command: Optional[List[str]] = None) -> Emulator:
     """Start an emulator in a background thread and return its handle (`.url`, `.endpoint`, `.stop()`).
 
     The account comes from `state` (a seed dict) or `state_file` (JSON, written back on change when
@@ -104,7 +161,7 @@ def start_emulator(state: Optional[Dict[str, Any]] = None, state_file: Optional[
     if move_delay is not None:
         account._seed.setdefault("settings", {})["moveDelay"] = move_delay
         account.settings["moveDelay"] = move_delay
-    return Emulator(account, host, port).start()
+    return Emulator(account, host, port, route_command=route_command).start()
 
 
 def _split(raw_path: str) -> Tuple[str, Dict[str, str]]:
@@ -326,6 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
         if (method, path) == ("GET", "/lab/sms"):
             with emulator.state.lock:
                 return self._json(200, list(emulator.state.data["smsJobs"]))
+        if (method, path) == ("GET", "/lab/routes"):
+            return self._json(200, list(emulator.route_hook.log) if emulator.route_hook else [])
         raise not_found(f"lab route {method} {path}")
 
 

@@ -26,7 +26,6 @@ import ipaddress
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from lab.netlab import procs
+from lab.netlab import topology as topo
+from lab.netlab.state import write_private
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = "lab"
@@ -44,8 +46,12 @@ ENV_KEYS = {"applicationKey": "OVH_APPLICATION_KEY", "applicationSecret": "OVH_A
             "consumerKey": "OVH_CONSUMER_KEY"}
 AGENT_KEY = "ovh-ha-cluster:agentConsumerKey"
 MARKER = "lab.ovh_emulator"
+# The lab network follows the account: after each completed move (and at start) the failover IP is routed
+# from `outside` to the new server's main address, as OVH's routers do (`lab/lab.py route`, done with `ip`
+# directly: a Python start-up would add ~0.15 s to every failover the drill measures). A lab that is down just
+# logs a failure.
+ROUTE_COMMAND = f"ip -n {topo.OUTSIDE} route replace {{ip}}/32 via {{address}} dev {topo.BRIDGE}"
 START_TRIES, START_PAUSE = 100, 0.1      # up waits at most ~10 s for the emulator to answer
-STOP_TRIES, STOP_PAUSE = 50, 0.1         # down waits at most ~5 s after SIGTERM, then SIGKILL
 EXIT_STOPPED = 3
 
 
@@ -67,15 +73,6 @@ class Layout:
     def make(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-
-
-def write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------- the lab stack
@@ -188,7 +185,7 @@ def _cidr(ip: str) -> str:
 
 
 def fingerprint(seed: Dict[str, Any], move_delay: float) -> str:
-    return hashlib.sha256(json.dumps([seed, move_delay], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([seed, move_delay, ROUTE_COMMAND], sort_keys=True).encode()).hexdigest()
 
 
 def write_client_files(layout: Layout, topology: Dict[str, Any], creds: Dict[str, str], agent_key: str,
@@ -208,24 +205,8 @@ def write_client_files(layout: Layout, topology: Dict[str, Any], creds: Dict[str
 
 # --------------------------------------------------------------------------------------------- processes
 
-def start_time(pid: int) -> Optional[int]:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(text.rsplit(")", 1)[1].split()[19])
-
-
 def is_ours(record: Dict[str, Any]) -> bool:
-    pid = int(record.get("pid") or 0)
-    if pid <= 0 or start_time(pid) != record.get("startTime"):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return MARKER.encode() in cmdline
+    return procs.service_running(record, MARKER)
 
 
 def read_record(layout: Layout) -> Optional[Dict[str, Any]]:
@@ -244,22 +225,7 @@ def answers(endpoint: str) -> bool:
 
 
 def stop(layout: Layout) -> str:
-    record = read_record(layout)
-    if record is None:
-        return "OVH API emulator: not running (no record)"
-    pid = int(record.get("pid") or 0)
-    if not is_ours(record):
-        layout.record.unlink(missing_ok=True)
-        return f"OVH API emulator: pid {pid} is gone or is another process now; record removed, nothing killed"
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(STOP_TRIES):
-        if start_time(pid) != record["startTime"]:
-            break
-        time.sleep(STOP_PAUSE)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    layout.record.unlink(missing_ok=True)
-    return f"OVH API emulator: stopped (pid {pid})"
+    return procs.stop_service(layout.record, MARKER, "OVH API emulator")
 
 
 def up(root: Path, fresh: bool = False, move_delay: float = 0.0) -> str:
@@ -296,31 +262,22 @@ def up(root: Path, fresh: bool = False, move_delay: float = 0.0) -> str:
 
     layout.ready.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(root)}
-    with open(layout.log, "ab") as log:
-        os.chmod(layout.log, 0o600)
-        child = subprocess.Popen(
+    try:
+        child = procs.start_service(
             [sys.executable, "-m", MARKER, "serve", "--host", topology["host"], "--port", str(topology["port"]),
-             "--state-file", str(layout.state), "--ready-file", str(layout.ready)],
-            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    started = start_time(child.pid)
-    for _ in range(START_TRIES):
-        if child.poll() is not None:
-            tail = layout.log.read_text(errors="replace").splitlines()[-5:]
-            raise ServiceError(f"the emulator exited with status {child.returncode}: " + " | ".join(tail))
-        if layout.ready.exists() and answers(endpoint):
-            break
-        time.sleep(START_PAUSE)
-    else:
-        os.kill(child.pid, signal.SIGTERM)
-        raise ServiceError(f"the emulator did not answer at {endpoint} within "
-                           f"{START_TRIES * START_PAUSE:.0f} s; see {layout.log}")
+             "--state-file", str(layout.state), "--ready-file", str(layout.ready),
+             "--route-command", ROUTE_COMMAND],
+            root, env, layout.log, lambda: layout.ready.exists() and answers(endpoint),
+            f"emulator ({endpoint})", START_TRIES, START_PAUSE)
+    except RuntimeError as error:
+        raise ServiceError(str(error)) from None
     write_private(layout.record, json.dumps({
-        "pid": child.pid, "startTime": started, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "pid": child["pid"], "startTime": child["startTime"], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "url": endpoint, "seed": wanted, "log": str(layout.log)}, indent=2) + "\n")
     kept = "" if (fresh or not same_seed) else " (account kept from the last run)"
     account = json.loads(layout.state.read_text())
     routed = {ip: entry.get("routedTo") for ip, entry in account.get("failoverIps", {}).items()}
-    return (f"OVH API emulator: running at {endpoint} (pid {child.pid}){kept}; routing {routed}; credentials "
+    return (f"OVH API emulator: running at {endpoint} (pid {child['pid']}){kept}; routing {routed}; credentials "
             f"for lab/ovh in {layout.credentials.relative_to(root)}, the node agent's in "
             f"{layout.agent_conf.relative_to(root)}")
 

@@ -14,8 +14,10 @@ Seed format (all keys optional but `applications` for anything signed):
 
 The emulator adds `tasks` and `smsJobs` as it runs. A move is a task that ends `moveDelay` seconds after it
 was created: until then it is `todo` (first half) then `doing`; then it takes the status queued for it
-(done by default) and, when done, the routing changes. Time advances lazily: every request first settles
-the tasks that are due, so answers are the same whether or not anyone polls.
+(done by default) and, when done, the routing changes. Every request first settles the tasks that are due,
+so answers are the same whether or not anyone polls; a running emulator also settles them on a 100 ms tick,
+so a routing change happens on time even when nobody asks (what a lab network that follows the routing
+needs). `route_listeners` are called with (ip, serviceName, main address) after every routing change.
 """
 import copy
 import datetime
@@ -71,6 +73,7 @@ class AccountState:
         self.clock_offset = 0.0
         self._seed = copy.deepcopy(seed or {})
         self.data: Dict[str, Any] = {}
+        self.route_listeners: List[Any] = []
         self.reset()
 
     # ---------------------------------------------------------------------------------------- lifecycle
@@ -98,6 +101,8 @@ class AccountState:
             self.data = data
             self.clock_offset = 0.0
             self.task_outcomes: List[Dict[str, Any]] = []
+            for name in sorted(data["failoverIps"]):
+                self._routed(name)    # the seed's routing is a routing change for whoever follows it
 
     def save(self) -> None:
         """Write the account back to its file (0600: it holds the lab's secrets)."""
@@ -256,8 +261,10 @@ class AccountState:
                     task["status"] = outcome.get("status", "done")
                     task["comment"] = outcome.get("comment")
                     task["doneDate"] = task["lastUpdate"] = iso(now)
+                    task["_doneAt"] = now
                     if task["status"] == "done":
                         self.data["failoverIps"][task["ip"]]["routedTo"] = task["destination"]["serviceName"]
+                        self._routed(task["ip"])
                     changed = True
                 elif task["status"] == "todo" and now >= (task["_created"] + task["_due"]) / 2:
                     task["status"] = "doing"
@@ -291,7 +298,21 @@ class AccountState:
                 raise ApiError(400, f"unknown service {service}", "Client::BadRequest")
             self.data["failoverIps"][name]["routedTo"] = service
             self.save()
+            self._routed(name)
             return {"ip": name, "routedTo": service}
+
+    def _routed(self, name: str) -> None:
+        service = self.data["failoverIps"][name].get("routedTo")
+        address = (self.data["services"].get(service) or {}).get("ip")
+        for listener in self.route_listeners:
+            listener(name, service, address)
+
+    def announce_routing(self) -> None:
+        """Tell the listeners where every failover IP is routed now (at start-up)."""
+        with self.lock:
+            self.settle()
+            for name in sorted(self.data["failoverIps"]):
+                self._routed(name)
 
     # ---------------------------------------------------------------------------------------- soapi
 
@@ -328,7 +349,7 @@ class AccountState:
                 self.data["smsJobs"].append({"id": job_id, "service": service, "sender": sender,
                                              "receiver": receiver, "message": message,
                                              "creationDatetime": iso(self.now()),
-                                             "tag": body.get("tag")})
+                                             "tag": body.get("tag"), "labCreatedAt": self.now()})
                 ids.append(job_id)
             account["credits"] = account.get("credits", 100) - len(ids)
             self.save()
@@ -345,7 +366,7 @@ class AccountState:
         with self.lock:
             for job in self.data["smsJobs"]:
                 if job["service"] == service and str(job["id"]) == job_id:
-                    return dict(job)
+                    return {k: v for k, v in job.items() if not k.startswith("lab")}
             raise not_found(f"id = {job_id}")
 
     # ------------------------------------------------------------------------------------------ views
@@ -362,7 +383,9 @@ class AccountState:
             data.pop("credentialTokens", None)
             for account in data.get("soapi", {}).get("accounts", {}).values():
                 account["password"] = "***"
-            data["tasks"] = [public_task(t) for t in data["tasks"]]
+            # the lab's precise clock readings (epoch seconds), for drills that time a failover
+            data["tasks"] = [dict(public_task(t), labCreatedAt=t["_created"], labDoneAt=t.get("_doneAt"))
+                             for t in data["tasks"]]
             data["clockOffset"] = self.clock_offset
             return data
 

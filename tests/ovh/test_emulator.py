@@ -111,6 +111,33 @@ def test_move_becomes_done_after_the_delay(keys):
         emulator.stop()
 
 
+def test_route_hook_runs_when_the_move_is_due_without_anyone_polling(keys, tmp_path):
+    """The lab network follows the account through this hook: it must fire at start (the seed's routing) and
+    when a move task comes due, even though no client asks about the task any more."""
+    record = tmp_path / "routes.txt"
+    hook = ["sh", "-c", f'echo "$0 $1 $2" >> {record}', "{ip}", "{service}", "{address}"]
+    emulator = start_emulator(state=seed(keys, move_delay=0.3), route_command=hook)
+    try:
+        deadline = time.monotonic() + 10
+        def lines():
+            return [line for line in (record.read_text().splitlines() if record.exists() else [])
+                    if line.startswith(IP + " ")]
+
+        while not lines():
+            assert time.monotonic() < deadline, "the start-up routing was never announced"
+            time.sleep(0.05)
+        emulator.state.move(IP, "ns22222.ovh.net")
+        while len(lines()) < 2:
+            assert time.monotonic() < deadline, "the hook never ran for the completed move"
+            time.sleep(0.05)
+        assert lines() == [f"{IP} ns11111.ovh.net 192.0.2.11", f"{IP} ns22222.ovh.net 192.0.2.22"]
+        done = [t for t in emulator.state.snapshot()["tasks"] if t["status"] == "done"]
+        assert len(done) == 1 and done[0]["labDoneAt"] >= done[0]["labCreatedAt"] + 0.3
+        assert {entry["exit"] for entry in emulator.route_hook.log} == {0}
+    finally:
+        emulator.stop()
+
+
 def test_list_filters_failover_ips(python_ovh):
     assert python_ovh.get("/ip", ip=IP, type="failover") == [CIDR]
     assert python_ovh.get("/ip", ip="192.0.2.99", type="failover") == []

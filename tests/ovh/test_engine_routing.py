@@ -141,9 +141,13 @@ def test_up_refresh_failover_failback_destroy(tmp_path, emulator, keys):
     assert f"OVH now routes it to {AWAY} (was {HOME})" in refresh.stdout + refresh.stderr
     after = state_resource(stack, show_secrets=True)
     assert after["outputs"]["routedTo"] == AWAY
-    assert {k: v for k, v in after["outputs"].items() if k != "routedTo"} == \
-           {k: v for k, v in before["outputs"].items() if k != "routedTo"}
-    assert after["inputs"] == before["inputs"]
+    assert after["outputs"]["routedBefore"] == HOME       # what the next plan shows as the change refresh saw
+    assert {k: v for k, v in after["outputs"].items() if k not in ("routedTo", "routedBefore")} == \
+           {k: v for k, v in before["outputs"].items() if k not in ("routedTo", "routedBefore")}
+    seen = ("routedTo", "activeNode")   # what refresh saw goes to the inputs too, so its plan shows the failover
+    assert {k: v for k, v in after["inputs"].items() if k not in seen} == \
+           {k: v for k, v in before["inputs"].items() if k not in seen}
+    assert after["inputs"]["routedTo"] == AWAY
     assert moves(emulator) == []
 
     # up does not fight Heartbeat: no move, and it says why

@@ -13,7 +13,7 @@ import pytest
 
 from components.ovh import make_client
 from lab.ovh_emulator import start_emulator
-from lab.ovh_emulator.service import start_time
+from lab.netlab.procs import alive, start_time
 from tests.support.engine import REPO
 
 IP_PATH = "/ip/203.0.113.10%2F32"
@@ -132,7 +132,8 @@ def test_up_is_idempotent_seeds_the_lab_stack_and_down_stops_only_its_process(ro
     assert operator.get(f"{IP_PATH}/task/{task['taskId']}")["status"] == "done"
     down = service(root, "down")
     assert down.returncode == 0 and f"stopped (pid {record['pid']})" in down.stdout
-    assert start_time(record["pid"]) is None
+    # dead (a zombie for a moment, until PID 1 reaps it: it was started by the `up` process, now gone)
+    assert not alive({"pid": record["pid"], "start": record["startTime"]})
     assert service(root, "status").returncode == 3
     assert "not running" in service(root, "down").stdout
     assert service(root, "up").returncode == 0

@@ -53,3 +53,17 @@ def test_errors_name_the_ip_and_the_service():
     text = str(err.value)
     assert "203.0.113.10" in text and "ns11111.ovh.net" in text and "ovh:endpoint" in text
     assert "nothing was sent" in text
+
+
+def test_update_with_hand_over_moves_nothing_through_the_api(monkeypatch):
+    """In a cluster a fail-back is Heartbeat's: update only records where OVH routes the IP."""
+    case = json.loads((HERE / "routing_cases" / "diff-failover-with-failback-hand-over.json").read_text())
+    moves, logs = [], []
+    monkeypatch.setattr(routing_ops, "where_routed", lambda props: "ns22222.ovh.net")
+    monkeypatch.setattr(routing_ops, "route", lambda *a, **k: moves.append(a) or {})
+    outs = routing_ops.update(case["olds"], case["news"], logs.append)
+    assert moves == [] and outs["routedTo"] == "ns22222.ovh.net"
+    assert any("Heartbeat's hand-over brings it back" in line for line in logs)
+    without = dict(case["news"], handOver=False)
+    routing_ops.update(case["olds"], without, logs.append)
+    assert len(moves) == 1, "outside a cluster failBack still moves it through the API"

@@ -25,8 +25,9 @@ def lab_hosts(netns_lab):
 
 
 def lab_run(host: str, *command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    # errors="replace": Heartbeat's log may hold a partial line written by a process killed mid-write
     proc = subprocess.run([str(REPO / "lab" / "run"), host, *command], capture_output=True, text=True,
-                          timeout=timeout)
+                          errors="replace", timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{host}: {' '.join(command)} -> {proc.returncode}: {proc.stdout}{proc.stderr}")
     return proc

@@ -1,0 +1,371 @@
+"""The failover drill: crash the node holding the failover IP, time how the service comes back, check the
+alerts, bring the node back and check that it does not take the IP back.
+
+The service is "back" when a probe from outside answers again and the other node holds the IP (by its
+resource script's own status: the address on an interface that is up). A moment where both nodes hold it is a
+split brain and fails the drill, whenever it is seen.
+"""
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from drill import events
+from drill.hosts import end_process, status_command
+
+DEFAULT_BOUND = 300.0       # the tutorial's requirement: the service back within five minutes
+PROBE_INTERVAL = 0.1
+ALERT_WAIT = 20.0           # seconds after recovery to wait for the e-mail and the SMS to show up
+MIN_WATCH = 10.0            # seconds at least to watch the returned node not taking the IP back
+
+
+@dataclass
+class Report:
+    stack: str
+    failover_ip: str
+    crashed: str = ""
+    survivor: str = ""
+    crash_at: float = 0.0
+    moments: Dict[str, float] = field(default_factory=dict)     # event -> epoch
+    details: Dict[str, str] = field(default_factory=dict)
+    interruption: Optional[float] = None
+    move_delay: Optional[float] = None
+    move_calls: Optional[int] = None
+    lost_probes: int = 0
+    lost_after_return: Optional[int] = None
+    problems: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    @property
+    def split(self) -> Dict[str, Optional[float]]:
+        """The interruption in its parts: detection, takeover until the move request, OVH move, the rest."""
+        m = self.moments
+        out: Dict[str, Optional[float]] = {}
+
+        def span(a: str, b: str) -> Optional[float]:
+            return round(m[b] - m[a], 3) if a in m and b in m else None
+
+        out["detection"] = span("last_answer", "peer_dead")
+        start_of_move = "move_requested" if "move_requested" in m else "no_move"
+        out["takeover_to_move"] = span("peer_dead", start_of_move)
+        out["ovh_move"] = span("move_requested", "move_done")
+        end_of_move = "move_done" if "move_done" in m else start_of_move
+        out["ip_up_to_answer"] = span(end_of_move, "first_answer")
+        return out
+
+    def to_json(self) -> dict:
+        return {"stack": self.stack, "failoverIp": self.failover_ip, "crashed": self.crashed,
+                "survivor": self.survivor, "crashAt": self.crash_at,
+                "moments": {k: round(v - self.crash_at, 3) for k, v in self.moments.items()},
+                "details": self.details, "interruption": self.interruption, "moveDelay": self.move_delay,
+                "split": self.split, "moveCalls": self.move_calls, "lostProbes": self.lost_probes,
+                "lostAfterReturn": self.lost_after_return, "problems": self.problems, "notes": self.notes,
+                "passed": self.passed}
+
+
+ORDER = [
+    ("crash", "{crashed} crashed (link down, Heartbeat killed)"),
+    ("last_answer", "last answer from {ip}"),
+    ("peer_dead", "{survivor}: peer {crashed} declared dead"),
+    ("takeover", "{survivor}: takeover started"),
+    ("move_requested", "{survivor}: OVH move requested"),
+    ("no_move", "{survivor}: already routed here, no OVH move"),
+    ("move_done", "OVH move task done"),
+    ("ip_up", "{survivor}: failover IP up"),
+    ("first_answer", "first answer again from {ip}"),
+    ("mail_sent", "{survivor}: alert e-mail handed to the mail command"),
+    ("mail_received", "alert e-mail received"),
+    ("sms_sent", "{survivor}: SMS alert sent"),
+    ("sms_received", "SMS job recorded by OVH"),
+    ("restored", "{crashed} back: link up, Heartbeat started"),
+    ("peer_back", "{survivor}: sees {crashed} again"),
+]
+
+
+def timeline(report: Report) -> List[str]:
+    lines = []
+    names = {"crashed": report.crashed, "survivor": report.survivor, "ip": report.failover_ip}
+    for key, label in sorted(ORDER, key=lambda item: report.moments.get(item[0], float("inf"))):
+        if key in report.moments:
+            detail = report.details.get(key)
+            text = label.format(**names) + (f" ({detail})" if detail else "")
+            lines.append(f"  {report.moments[key] - report.crash_at:+9.3f} s  {text}")
+    return lines
+
+
+class Drill:
+    def __init__(self, spec, hosts, stack: str, bound: float = DEFAULT_BOUND, emulator: Optional[str] = None,
+                 mail_messages=None, keep_stale_address: bool = False, watch: Optional[float] = None,
+                 say=print):
+        self.spec = spec
+        self.hosts = hosts
+        self.bound = bound
+        self.emulator = emulator          # the lab's OVH API emulator URL (http://127.0.0.1:18080/1.0), or None
+        self.mail_messages = mail_messages  # callable -> list of received messages (the lab's mail sink)
+        self.keep_stale_address = keep_stale_address
+        self.say = say
+        hb = spec.heartbeat
+        self.watch = watch if watch is not None else max(MIN_WATCH, 3 * hb.deadtime_ms / 1000.0)
+        self.cidr = spec.failover_ip.cidr
+        self.report = Report(stack=stack, failover_ip=spec.failover_ip.address)
+        self.probes: List[dict] = []
+        self._probe_proc: Optional[subprocess.Popen] = None
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def holders(self) -> Dict[str, bool]:
+        out = {}
+        for node in self.spec.nodes:
+            try:
+                _, text = self.hosts.run(node.name, status_command(self.cidr, node.interface), timeout=20)
+            except Exception as err:  # a crashed node does not answer: it holds nothing anyone can reach
+                text = f"unreachable: {err}"
+            out[node.name] = text.strip().splitlines()[-1:] == ["running"]
+        return out
+
+    def heartbeat_running(self, node: str) -> bool:
+        status, _ = self.hosts.run(node, "pgrep -f '^heartbeat: master control process' >/dev/null")
+        return status == 0
+
+    def _lab_get(self, path: str):
+        with urllib.request.urlopen(self.emulator + path, timeout=10) as answer:
+            return json.loads(answer.read().decode())
+
+    def _start_probe(self, duration: float) -> None:
+        argv = self.hosts.probe_command(self.spec.failover_ip.address, PROBE_INTERVAL, duration)
+        self._probe_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                            stdin=subprocess.DEVNULL, text=True, bufsize=1)
+
+        def read():
+            for line in self._probe_proc.stdout:
+                try:
+                    self.probes.append(json.loads(line))
+                except ValueError:
+                    pass
+        threading.Thread(target=read, daemon=True).start()
+
+    def _stop_probe(self) -> None:
+        if self._probe_proc is not None:
+            end_process(self._probe_proc)
+
+    def _answered_in_a_row(self, count: int) -> bool:
+        recent = sorted(self.probes, key=lambda p: p["sent"])[-count:]
+        return len(recent) == count and all(p["answered"] for p in recent)
+
+    def _gap(self, since: float) -> Tuple[Optional[dict], Optional[dict], int]:
+        """(last probe answered before the outage, first answered after it, probes lost) among probes sent
+        after `since` (and the last answered one before)."""
+        ordered = sorted(self.probes, key=lambda p: p["sent"])
+        last_before, first_after, lost, in_gap = None, None, 0, False
+        for probe in ordered:
+            if probe["answered"] is None and probe["sent"] >= since - 0.2:
+                in_gap = True
+                lost += 1
+            elif probe["answered"] is not None:
+                if in_gap and probe["sent"] >= since:
+                    first_after = probe
+                    break
+                if not in_gap:
+                    last_before = probe
+        return last_before, first_after, lost
+
+    # ------------------------------------------------------------------------------------------ the drill
+
+    def run(self) -> Report:
+        r = self.report
+        try:
+            self._run()
+        finally:
+            self._stop_probe()
+            for follower in getattr(self, "_followers", []):
+                follower.stop()
+        return r
+
+    def _fail(self, problem: str) -> None:
+        self.report.problems.append(problem)
+        self.say(f"drill: FAIL: {problem}")
+
+    def _run(self) -> None:
+        r, spec = self.report, self.spec
+        held = self.holders()
+        holding = [n for n, h in held.items() if h]
+        if len(holding) == 2:
+            return self._fail(f"split brain before the drill: both {' and '.join(holding)} hold {self.cidr}")
+        if not holding:
+            return self._fail(f"nobody holds {self.cidr} before the drill: is the cluster deployed and Heartbeat "
+                              "running (make up)?")
+        active = holding[0]
+        survivor = spec.peer(active).name
+        r.crashed, r.survivor = active, survivor
+        for node in (active, survivor):
+            if not self.heartbeat_running(node):
+                return self._fail(f"Heartbeat is not running on {node}: nothing would take over")
+        if self.emulator:
+            state = self._lab_get("/lab/state")
+            r.move_delay = float(state["settings"]["moveDelay"])
+            routed = state["failoverIps"][self.cidr]["routedTo"]
+            if routed != spec.node(active).service:
+                return self._fail(f"OVH routes {self.cidr} to {routed}, but {active} holds it: fix the routing first")
+        hb = spec.heartbeat
+        logs = [p for p in (hb.log_file, "/var/log/ovh-ha/failover-ip.log") if p]
+        self.say(f"drill: {active} holds {r.failover_ip}; crashing it, {survivor} should take over "
+                 f"(deadtime {hb.deadtime_ms / 1000:g} s, bound {self.bound:g} s"
+                 + (f", OVH move delay {r.move_delay:g} s" if r.move_delay is not None else "") + ")")
+        self._followers = [self.hosts.follow(survivor, logs)]
+        self._start_probe(self.bound + self.watch + 120)
+        deadline = time.monotonic() + 15
+        while not self._answered_in_a_row(5):
+            if time.monotonic() > deadline or (self._probe_proc.poll() is not None):
+                return self._fail(f"{r.failover_ip} does not answer probes from outside before the crash")
+            time.sleep(0.1)
+
+        r.crash_at = time.time()
+        r.moments["crash"] = r.crash_at
+        self.hosts.crash(active, spec.node(active).interface)
+
+        # until a probe answers again and the survivor holds the IP, within the bound
+        deadline = time.monotonic() + self.bound
+        recovered = False
+        while time.monotonic() < deadline:
+            _, first_after, _ = self._gap(r.crash_at)
+            if first_after is not None:
+                held = self.holders()
+                if held[active] and held[survivor]:
+                    self._fail(f"split brain: both {active} and {survivor} hold {self.cidr}")
+                if held[survivor]:
+                    recovered = True
+                    break
+            time.sleep(0.2)
+        last_before, first_after, lost = self._gap(r.crash_at)
+        r.lost_probes = lost
+        if last_before:
+            r.moments["last_answer"] = last_before["answered"]
+        if not recovered:
+            self._collect_events(survivor)
+            return self._fail(f"the service did not come back within the bound of {self.bound:g} s")
+        r.moments["first_answer"] = first_after["answered"]
+        r.interruption = round(first_after["answered"] - last_before["answered"], 3) if last_before else None
+
+        self._wait_alerts(survivor)
+        self._collect_events(survivor)
+        if self.emulator:
+            self._check_lab_routing(active, survivor)
+        self._bring_back(active, survivor)
+        self._collect_events(survivor)
+
+    def _wait_alerts(self, survivor: str) -> None:
+        deadline = time.monotonic() + ALERT_WAIT
+        while time.monotonic() < deadline:
+            got_mail = self._mail(survivor) is not None if self.mail_messages else True
+            got_sms = self._sms(survivor) is not None if self.emulator and self.spec.alerts.sms.enabled else True
+            if got_mail and got_sms:
+                break
+            time.sleep(0.25)
+        r = self.report
+        if self.mail_messages and self.spec.alerts.emails:
+            mail = self._mail(survivor)
+            if mail is None:
+                self._fail(f"no alert e-mail naming {survivor} reached the mail sink within {ALERT_WAIT:g} s")
+            else:
+                r.moments["mail_received"] = mail["_at"]
+                r.details["mail_received"] = f"to {', '.join(mail.get('rcptTos', []))}: {mail.get('subject', '')}"
+        if self.emulator and self.spec.alerts.sms.enabled:
+            sms = self._sms(survivor)
+            if sms is None:
+                self._fail(f"no SMS job naming {survivor} was recorded within {ALERT_WAIT:g} s")
+            else:
+                r.moments["sms_received"] = sms["_at"]
+                r.details["sms_received"] = f"to {sms.get('receiver')}: {sms.get('message')}"
+
+    def _mail(self, survivor: str) -> Optional[dict]:
+        import datetime
+        for message in self.mail_messages():
+            when = datetime.datetime.fromisoformat(message["received"].replace("Z", "+00:00")).timestamp()
+            if when >= self.report.crash_at and survivor in (message.get("subject") or ""):
+                return dict(message, _at=when)
+        return None
+
+    def _sms(self, survivor: str) -> Optional[dict]:
+        import datetime
+        for job in self._lab_get("/lab/sms"):
+            # the emulator's exact clock; the API's creationDatetime has one-second resolution
+            when = job.get("labCreatedAt") or datetime.datetime.fromisoformat(job["creationDatetime"]).timestamp()
+            if when >= int(self.report.crash_at) and (job.get("message") or "").startswith(survivor + " "):
+                return dict(job, _at=when)
+        return None
+
+    def _collect_events(self, survivor: str) -> None:
+        r = self.report
+        crashed = r.crashed
+        for follower in self._followers:
+            for arrived, line in list(follower.lines):
+                found = events.parse(line, peer=crashed)
+                if not found:
+                    continue
+                name, detail = found
+                if name == "release" and arrived >= r.crash_at:
+                    self._fail(f"{survivor} gave its resources up during the drill: {line.strip()}")
+                    continue
+                when = events.stamp(line) or arrived
+                if name == "peer_back" and when < r.moments.get("restored", float("inf")):
+                    continue  # the peer seen before it was brought back: an older line
+                if name not in r.moments and when >= r.crash_at - 0.5:
+                    r.moments[name] = when
+                    if detail:
+                        r.details[name] = detail
+
+    def _check_lab_routing(self, crashed: str, survivor: str) -> None:
+        r, spec = self.report, self.spec
+        state = self._lab_get("/lab/state")
+        routed = state["failoverIps"][self.cidr]["routedTo"]
+        if routed != spec.node(survivor).service:
+            self._fail(f"after the failover OVH routes {self.cidr} to {routed}, not to {survivor}")
+        calls = [c for c in self._lab_get("/lab/calls")
+                 if c.get("method") == "POST" and c.get("path", "").split("?")[0].endswith("/move")
+                 and c.get("epoch", 0) >= r.crash_at]
+        r.move_calls = len(calls)
+        done = [t for t in state["tasks"] if t.get("labDoneAt") and t["labDoneAt"] >= r.crash_at
+                and t.get("status") == "done"]
+        if len(calls) != 1 or len(done) != 1:
+            self._fail(f"expected one OVH move call and one move task for the failover, saw {len(calls)} call(s) "
+                       f"and {len(done)} completed task(s)")
+        if done:
+            # the emulator's own clock for the task, more exact than the script's poll
+            r.moments["move_done"] = done[0]["labDoneAt"]
+            r.details["move_done"] = f"task {done[0]['taskId']}, to {done[0]['destination']['serviceName']}"
+
+    def _bring_back(self, crashed: str, survivor: str) -> None:
+        r, spec = self.report, self.spec
+        node = spec.node(crashed)
+        self.hosts.restore(crashed, node.interface, self.cidr, self.keep_stale_address)
+        r.moments["restored"] = time.time()
+        hb = spec.heartbeat
+        deadline = time.monotonic() + hb.initdead_ms / 1000.0 + hb.deadtime_ms / 1000.0 + 30
+        while time.monotonic() < deadline:
+            self._collect_events(survivor)
+            if "peer_back" in r.moments:
+                break
+            time.sleep(0.2)
+        else:
+            r.notes.append(f"{survivor}'s log did not report {crashed} back within the wait")
+        before = len([p for p in self.probes if p["answered"] is None])
+        end = time.monotonic() + self.watch
+        while time.monotonic() < end:
+            held = self.holders()
+            if held[crashed] and held[survivor]:
+                return self._fail(f"split brain after {crashed} came back: both nodes hold {self.cidr}")
+            if held[crashed]:
+                return self._fail(f"{crashed} took {self.cidr} back after it returned (auto_failback is off)")
+            if not held[survivor]:
+                return self._fail(f"{survivor} lost {self.cidr} after {crashed} returned")
+            time.sleep(0.5)
+        time.sleep(1.5)  # let the last probes of the window be answered or time out
+        r.lost_after_return = len([p for p in self.probes if p["answered"] is None]) - before
+        r.notes.append(f"watched {self.watch:g} s after {crashed} returned: {self.cidr} stayed on {survivor}")
