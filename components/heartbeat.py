@@ -6,7 +6,7 @@ from typing import Mapping, Optional
 import pulumi
 
 from components.generated_secret import GeneratedSecret
-from components.remote.resources import HandOver, RemoteFile, Service
+from components.remote.resources import HEARTBEAT_PIDFILE, HandOver, RemoteFile, Service
 from components.render import agent
 from components.render import heartbeat as render
 
@@ -62,17 +62,16 @@ class HeartbeatGroup(pulumi.ComponentResource):
             # One node after the other, so a configuration change never stops both at once.
             daemon = Service(f"{name}-{node_name}-heartbeat", node, "heartbeat", running=True, enabled=True,
                              reload_on=[files[0].sha256, files[1].sha256], restart_on=[files[2].sha256],
-                             pidfile="/run/heartbeat.pid",
+                             pidfile=HEARTBEAT_PIDFILE,
                              opts=pulumi.ResourceOptions(parent=self, depends_on=files + previous))
             previous = [daemon]
             self.running[node_name] = daemon.observed.apply(lambda o: bool(o and o.get("running")))
         # The preferred node (failoverIp.initialNode): where failBack brings the group back, through Heartbeat.
         home = spec.failover_ip.initial_node
         if home in args.nodes:
-            status = " ".join(agent.argv(spec, home)).replace(agent.NAME, agent.SCRIPT_PATH, 1) + " status"
-            self.hand_over = HandOver(f"{name}-{home}-hand-over", args.nodes[home], status=status,
+            self.hand_over = HandOver(f"{name}-{home}-hand-over", args.nodes[home], script=agent.SCRIPT_PATH,
+                                      ip=spec.failover_ip.cidr, interface=spec.node(home).interface,
                                       takeover=TAKEOVER, fail_back=spec.failover_ip.fail_back,
-                                      timeout=HAND_OVER_TIMEOUT, opts=pulumi.ResourceOptions(parent=self,
-                                                                                            depends_on=previous))
-            self.holds_group = self.hand_over.observed.apply(lambda o: (o or {}).get("holds"))
+                                      timeout=HAND_OVER_TIMEOUT,
+                                      opts=pulumi.ResourceOptions(parent=self, depends_on=previous))
         self.register_outputs({"haCf": self.ha_cf, "authkeys": self.authkeys, "haresources": self.haresources})

@@ -50,12 +50,6 @@ def follow_command(files: List[str]) -> str:
     return f"exec timeout {FOLLOW_BOUND} tail -s 0.05 -n0 -q -F {' '.join(shlex.quote(f) for f in files)}"
 
 
-def status_command(failover_cidr: str, interface: str) -> str:
-    """The resource script's own answer: counts the address only on an interface that is up."""
-    return (f"/etc/ha.d/resource.d/ovh-failover-ip {shlex.quote(failover_cidr)} {shlex.quote(interface)} status "
-            "2>/dev/null")
-
-
 class Follower:
     """Lines of a long-running command (tail -F) as they arrive, each stamped with the arrival time."""
 

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     sub.add_parser("status", help="print what is up")
     route = sub.add_parser("route", help="route a failover IP to a host, or back on-link")
     route.add_argument("address")
-    route.add_argument("via", metavar="HOST|ADDRESS|on-link")
+    route.add_argument("via", metavar="HOST|on-link")
     run = sub.add_parser("run", help="run a command inside a host")
     run.add_argument("host")
     run.add_argument("command", nargs=argparse.REMAINDER)

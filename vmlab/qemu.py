@@ -2,11 +2,10 @@
 and start time it recorded (never by name)."""
 import json
 import os
-import signal
 import subprocess
-import time
-from pathlib import Path
 from typing import Optional
+
+from lab.netlab import procs
 
 from .layout import MEMORY_MB, Layout, VmSpec
 from .tools import VmLabError, run, say
@@ -102,30 +101,14 @@ def argv(layout: Layout, vm: VmSpec, accel: list) -> list:
     ]
 
 
-def start_time(pid: int) -> Optional[str]:
-    """Field 22 of /proc/PID/stat (start time in clock ticks): with the PID, names one process for good."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def recorded(layout: Layout, vm: VmSpec) -> Optional[int]:
     """The PID of this VM's qemu when the process recorded at start is still that process, else None."""
     f = VmFiles(layout, vm)
     try:
-        rec = json.loads(f.record.read_text())
-        pid, started = int(rec["pid"]), rec["startTime"]
-    except (OSError, ValueError, KeyError):
+        record = json.loads(f.record.read_text())
+    except (OSError, ValueError):
         return None
-    if start_time(pid) != started:
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    return pid if str(f.pidfile).encode() in cmdline else None
+    return int(record["pid"]) if procs.service_running(record, str(f.pidfile)) else None
 
 
 def start(layout: Layout, vm: VmSpec, accel: list) -> int:
@@ -136,7 +119,7 @@ def start(layout: Layout, vm: VmSpec, accel: list) -> int:
     f.console_log.write_bytes(b"")
     run(argv(layout, vm, accel), START_TIMEOUT, f"starting qemu for {vm.name}")
     pid = int(f.pidfile.read_text().split()[0])
-    started = start_time(pid)
+    started = procs.start_time(pid)
     if started is None:
         raise VmLabError(f"{vm.name}: qemu (PID {pid}) exited right after starting; see {f.console_log}")
     f.record.write_text(json.dumps({"pid": pid, "startTime": started, "accel": accel[1]}) + "\n")
@@ -144,24 +127,15 @@ def start(layout: Layout, vm: VmSpec, accel: list) -> int:
 
 
 def stop(layout: Layout, vm: VmSpec) -> bool:
-    """SIGTERM then SIGKILL the recorded qemu; True when one was running. Bounded by STOP_TIMEOUT."""
+    """SIGTERM then SIGKILL the recorded qemu; True when one was running."""
     f = VmFiles(layout, vm)
     pid = recorded(layout, vm)
-    was_running = pid is not None
     if pid is not None:
-        started = start_time(pid)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while start_time(pid) == started and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if start_time(pid) == started:
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while start_time(pid) == started and time.monotonic() < deadline:
-                time.sleep(0.1)
-        if start_time(pid) == started:
-            raise VmLabError(f"{vm.name}: qemu PID {pid} survived SIGKILL for {STOP_TIMEOUT} s")
+        try:
+            procs.stop({"pid": pid, "start": procs.start_time(pid)}, grace=STOP_TIMEOUT)
+        except RuntimeError as error:
+            raise VmLabError(f"{vm.name}: {error}") from None
     for stale in (f.record, f.pidfile, f.console):
         if stale.exists() or stale.is_symlink():
             stale.unlink()
-    return was_running
+    return pid is not None

@@ -178,11 +178,10 @@ def read(id_: str, props: Mapping[str, Any], log: Log) -> Tuple[Dict[str, Any], 
     routed = where_routed(props)
     previous = props.get("routedTo")
     name = props.get("ipName") or props.get("ip")
-    if previous and routed != previous:
-        node = active_node(props, routed)
-        log(f"failover IP {name}: OVH now routes it to {routed}" + (f" (node {node}; " if node else " (")
-            + f"was {previous}); a failover or a move made outside Pulumi")
     active = active_node(props, routed)
+    if previous and routed != previous:
+        log(f"failover IP {name}: OVH now routes it to {routed}" + (f" (node {active}; " if active else " (")
+            + f"was {previous}); a failover or a move made outside Pulumi")
     outs = {**props, "routedTo": routed, SEEN: active, BEFORE: previous}
     # routedTo and activeNode go to the inputs as seen, so the refresh plan shows a failover (`~ routedTo`,
     # `~ activeNode`); with failBack, routedTo is also the routing `up` restores
@@ -225,7 +224,6 @@ def diff(olds: Mapping[str, Any], news: Mapping[str, Any],
     elif "ip" in changed:
         replaces.append("ip")
     fail_back_from = None if replaces else wants_fail_back(olds, news, observe)
-    # a refresh (news from `read`) that saw the IP elsewhere; without failBack the program sets no routedTo
     # A refresh that saw the routing change: the engine diffs what `read` returned (olds) against the inputs,
     # so the refresh plan shows this resource changed; the next `up` records it (moving nothing) and clears it.
     if (fail_back_from is None and not replaces and olds.get(BEFORE)

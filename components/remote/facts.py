@@ -152,6 +152,24 @@ def xfrm_parse(status: int, lines: List[str]) -> dict:
             "policies": sorted(policies, key=lambda p: (p["src"], p["dst"], p["dir"]))}
 
 
+# -- the resource group --------------------------------------------------------------------------------------
+
+def group_command(script: str, cidr: str, interface: str) -> str:
+    """The failover-IP resource script's own `status` (Heartbeat's test of whether the group runs here): the
+    address counts only on an interface that is up."""
+    return f"{shlex.quote(script)} {shlex.quote(cidr)} {shlex.quote(interface)} status 2>/dev/null"
+
+
+def group_parse(status: int, lines: List[str]) -> dict:
+    word = lines[-1].strip() if lines else ""
+    if (status, word) == (0, "running"):
+        return {"holds": True}
+    if (status, word) == (3, "stopped"):
+        return {"holds": False}
+    raise ValueError(f"the resource script's status answered {word[:80]!r} with exit status {status}; expected "
+                     "running (0) or stopped (3): is it installed?")
+
+
 # -- drbd ---------------------------------------------------------------------------------------------------
 
 def drbd_command(resource: str, device: str) -> str:
@@ -216,6 +234,7 @@ FACTS: Dict[str, tuple] = {
     "xfrm": (lambda: XFRM_COMMAND, xfrm_parse),
     "listing": (listing_command, listing_parse),
     "drbd": (drbd_command, drbd_parse),
+    "group": (group_command, group_parse),
 }
 
 

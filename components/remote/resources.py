@@ -15,6 +15,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 CONN_KEYS = ("connection", "hostKey", "sshPrivateKey")
+HEARTBEAT_PIDFILE = "/run/heartbeat.pid"  # Debian's; its init script's `status` says 0 even when it cannot run
 
 
 def _session(props: dict):
@@ -504,18 +505,18 @@ class Applied(_Remote, module="remote", name="Applied"):
 # -- hand-over ----------------------------------------------------------------------------------------------
 
 class _HandOverProvider(ResourceProvider):
-    """Where Heartbeat runs the resource group, seen from the preferred node (its resource script's status:
-    the failover IP on an interface that is up). With failBack, `up` asks Heartbeat on that node to take the
-    group back (`hb_takeover`): Heartbeat releases it on the peer and starts it here, and the resource script
-    moves the IP at OVH. Nothing is moved behind Heartbeat's back. Without failBack it only observes."""
+    """Where Heartbeat runs the resource group, seen from the preferred node (the `group` fact: its resource
+    script's status). With failBack, `up` asks Heartbeat on that node to take the group back (`hb_takeover`):
+    Heartbeat releases it on the peer and starts it here, and the resource script moves the IP at OVH.
+    Nothing is moved behind Heartbeat's back. Without failBack it only observes."""
 
     @staticmethod
-    def _holds(sess, props) -> bool:
-        return sess.run(props["status"]).stdout.strip().splitlines()[-1:] == ["running"]
+    def _group(sess, props) -> dict:
+        return _probe(sess, "group", props["script"], props["ip"], props["interface"])
 
     def _observe(self, props) -> dict:
         try:
-            return {"holds": self._holds(_session(props), props)}
+            return self._group(_session(props), props)
         except Exception as error:  # noqa: BLE001
             _fail(props, "reading where the resource group runs", error)
 
@@ -535,7 +536,8 @@ class _HandOverProvider(ResourceProvider):
         return _refreshed(id_, props, observed, self._drift(props, observed))
 
     def diff(self, _id, olds, news):
-        changed = _changed(olds, news, ("failBack", "status", "takeover", "timeout", "connection", "hostKey"))
+        changed = _changed(olds, news, ("failBack", "script", "ip", "interface", "takeover", "timeout", "connection",
+                                        "hostKey"))
         if news.get("failBack") is True:
             observed = self._observe({**news, "sshPrivateKey": news.get("sshPrivateKey") or olds.get("sshPrivateKey")})
             drift = self._drift(news, observed)
@@ -547,24 +549,25 @@ class _HandOverProvider(ResourceProvider):
     def update(self, _id, olds, news):
         import time
 
-        outs = _without_drift(news)
         node = news["connection"]["node"]
         try:
             sess = _session(news)
-            if news.get("failBack") is True and not self._holds(sess, news):
-                if sess.run("pgrep -f '^heartbeat: master control process' >/dev/null").status != 0:
+            observed = self._group(sess, news)
+            if news.get("failBack") is True and not observed["holds"]:
+                if not _probe(sess, "service", "heartbeat", HEARTBEAT_PIDFILE)["running"]:
                     raise RuntimeError("Heartbeat is not running here, so it cannot take the group back; start it "
                                        "(`pulumi up` does) and run `up` again")
                 pulumi.log.info(f"{node}: failBack: asking Heartbeat to take the resource group back (hb_takeover)")
                 sess.check(news["takeover"], what="hb_takeover")
                 deadline = time.monotonic() + float(news.get("timeout") or 300)
-                while not self._holds(sess, news):
+                while not observed["holds"]:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"Heartbeat did not bring the group here within {news.get('timeout')} s "
                                            "after hb_takeover; see its log on both nodes")
                     time.sleep(0.5)
+                    observed = self._group(sess, news)
                 pulumi.log.info(f"{node}: the resource group and the failover IP are back here")
-            return UpdateResult(outs={**outs, "observed": {"holds": self._holds(sess, news)}})
+            return UpdateResult(outs={**_without_drift(news), "observed": observed})
         except Exception as error:  # noqa: BLE001
             _fail(news, "handing the resource group back", error)
 
@@ -575,10 +578,11 @@ class _HandOverProvider(ResourceProvider):
 class HandOver(_Remote, module="remote", name="HandOver"):
     observed: pulumi.Output[Any]
 
-    def __init__(self, name: str, node, status: str, takeover: str, fail_back: bool, timeout: float, opts=None):
+    def __init__(self, name: str, node, script: str, ip: str, interface: str, takeover: str, fail_back: bool,
+                 timeout: float, opts=None):
         super().__init__(_HandOverProvider(), name,
-                         {"status": status, "takeover": takeover, "failBack": fail_back, "timeout": timeout},
-                         node, opts=opts)
+                         {"script": script, "ip": ip, "interface": interface, "takeover": takeover,
+                          "failBack": fail_back, "timeout": timeout}, node, opts=opts)
 
 
 # -- drbd ---------------------------------------------------------------------------------------------------

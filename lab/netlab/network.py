@@ -154,7 +154,7 @@ class Network:
         self._changed(f"{ns}: route {dst} {' '.join(spec)}")
 
     def route_failover(self, address: str, via: str) -> str:
-        """Route one failover IP the way OVH does, to a host's main IP (via = host name or main IP), or back on-link
+        """Route one failover IP the way OVH does, to a host's main IP (via = host name), or back on-link
         (via = "on-link"). The more specific /32 wins over the on-link FAILOVER_NETWORK route."""
         try:
             ip_address = ipaddress.ip_address(address)
@@ -167,11 +167,10 @@ class Network:
         if via == "on-link":
             ip("-n", topo.OUTSIDE, "route", "del", f"{address}/32", check=False)
             return f"{address} on-link (whichever host answers ARP for it)"
-        by_address = {h.address: h for h in topo.HOSTS}
         try:
-            target = by_address[via] if via in by_address else topo.host(via)
+            target = topo.host(via)
         except KeyError:
-            names = ", ".join([h.name for h in topo.HOSTS] + [h.address for h in topo.HOSTS] + ["on-link"])
+            names = ", ".join([h.name for h in topo.HOSTS] + ["on-link"])
             raise ValueError(f"route: unknown target {via!r}; expected one of {names}")
         ip("-n", topo.OUTSIDE, "route", "replace", f"{address}/32", "via", target.address, "dev", topo.BRIDGE)
         return f"{address} routed to {target.name} ({target.address})"
