@@ -5,6 +5,7 @@ from typing import Dict, Mapping, Optional
 import pulumi
 
 from components.alerts import Alerts, AlertsArgs
+from components.boot import NetworkAtBoot, NetworkAtBootArgs
 from components.drbd import DrbdResource, DrbdResourceArgs
 from components.failover_ip import FailoverIp, FailoverIpArgs
 from components.firewall import Firewall, FirewallArgs
@@ -53,6 +54,9 @@ class HaCluster(pulumi.ComponentResource):
                                 child(*nodes)) if spec.ipsec.enabled else None)
         self.firewall = (Firewall(f"{name}-firewall", FirewallArgs(spec=spec, nodes=by_name), child(*nodes, self.ipsec))
                          if spec.firewall.enabled else None)
+        # after a reboot the SAs and the firewall come back before DRBD and Heartbeat start
+        self.boot = (NetworkAtBoot(f"{name}-boot", NetworkAtBootArgs(nodes=by_name), child(self.ipsec, self.firewall))
+                     if self.ipsec or self.firewall else None)
         self.drbd = (DrbdResource(f"{name}-drbd", DrbdResourceArgs(spec=spec, nodes=by_name), child(*nodes, self.ipsec))
                      if spec.drbd.enabled else None)
         self.failover_ip = FailoverIp(f"{name}-failover-ip", FailoverIpArgs(spec=spec, credentials=secrets.ovh_credentials),
@@ -61,9 +65,14 @@ class HaCluster(pulumi.ComponentResource):
         self.heartbeat = HeartbeatGroup(
             f"{name}-heartbeat", HeartbeatGroupArgs(spec=spec, nodes=by_name, authkey=secrets.heartbeat_authkey,
                                                   agent_credentials=secrets.agent_credentials),
-            child(*nodes, self.ipsec, self.firewall, self.drbd, self.failover_ip, self.alerts))
+            child(*nodes, self.ipsec, self.firewall, self.boot, self.drbd, self.failover_ip, self.alerts))
         self.outputs = self._outputs(spec)
         self.register_outputs(self.outputs)
+
+    def _primaries(self) -> pulumi.Output:
+        names = list(self.drbd.state)
+        return pulumi.Output.all(*(self.drbd.state[n] for n in names)).apply(
+            lambda states: [n for n, o in zip(names, states) if (o or {}).get("role") == "Primary"])
 
     def _outputs(self, spec) -> Dict[str, object]:
         """Stack outputs, camelCase. Per-node DRBD and Heartbeat state are read from the servers by the
@@ -82,11 +91,17 @@ class HaCluster(pulumi.ComponentResource):
                                       if self.drbd else None),
                     "drbdConnection": (self.drbd.state[name].apply(lambda o: (o or {}).get("cstate"))
                                        if self.drbd else None),
+                    # DRBD met data written on both sides while apart and dropped the connection (README,
+                    # "Split brain"): only an operator can say whose writes to keep
+                    "drbdSplitBrain": (self.drbd.state[name].apply(lambda o: (o or {}).get("splitBrain"))
+                                       if self.drbd else None),
                     "heartbeatRunning": self.heartbeat.running.get(name),
                 }
                 for name, node in self.nodes.items()
             },
             "drbd": ({"resource": self.drbd.resource, "device": self.drbd.device,
-                      "mountPoint": self.drbd.mount_point} if self.drbd else None),
+                      "mountPoint": self.drbd.mount_point,
+                      # two names here is a split brain in progress: both nodes accept writes
+                      "primaries": self._primaries()} if self.drbd else None),
             "ipsecSpis": self.ipsec.spis if self.ipsec else {},
         }

@@ -4,7 +4,7 @@ from typing import Mapping, Optional
 
 import pulumi
 
-from components.remote.resources import DrbdDisk, RemoteFile
+from components.remote.resources import DrbdDisk, RemoteFile, Service
 from components.render import drbd as render
 
 
@@ -35,5 +35,9 @@ class DrbdResource(pulumi.ComponentResource):
                             initial_primary=node_name == initial, fs_type=drbd.fs_type,
                             opts=pulumi.ResourceOptions(parent=self, depends_on=files))
             self.state[node_name] = disk.observed
+            # After a reboot DRBD must be up and connected before Heartbeat starts (its unit is ordered after
+            # drbd.service): drbddisk only switches roles. Kept on destroy: stopping it would take DRBD down.
+            Service(f"{name}-{node_name}-boot", node, "drbd", running=True, enabled=True, stop_on_delete=False,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[disk]))
         self.register_outputs({"resource": self.resource, "device": self.device, "mountPoint": self.mount_point,
                                "config": self.config})

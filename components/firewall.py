@@ -5,9 +5,10 @@ from typing import Mapping, Optional
 import pulumi
 
 from components.remote.resources import Applied, RemoteFile
+from components.render import boot
 from components.render import firewall as render
 
-RULESET_PATH = "/etc/ovh-ha/nftables.nft"
+RULESET_PATH = boot.NFT_PATH      # also what the node loads at boot
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Mapping, Optional
 import pulumi
 
 from components.generated_secret import GeneratedSecret
-from components.remote.resources import HEARTBEAT_PIDFILE, HandOver, RemoteFile, Service
-from components.render import agent
+from components.remote.resources import HEARTBEAT_PIDFILE, Applied, HandOver, RemoteFile, Service
+from components.render import agent, clustermsg
 from components.render import heartbeat as render
 
 AGENT_SCRIPT = Path(__file__).resolve().parents[1] / "node" / agent.NAME
@@ -55,6 +55,10 @@ class HeartbeatGroup(pulumi.ComponentResource):
                 RemoteFile(f"{name}-{node_name}-agent-config", node, agent.CONFIG_PATH,
                            agent.config_file(spec, node_name), opts=here),
             ]
+            # Heartbeat's scripts send their messages whole (components/render/clustermsg.py says why)
+            files.append(Applied(f"{name}-{node_name}-clustermsg", node, "Heartbeat cluster messages sent whole",
+                                 apply=clustermsg.install_command(), probe=clustermsg.PROBE,
+                                 remove=clustermsg.REMOVE, opts=here))
             if args.agent_credentials is not None:
                 files.append(RemoteFile(f"{name}-{node_name}-agent-credentials", node, agent.CREDENTIALS_PATH,
                                         args.agent_credentials, mode="0600", secret=True, opts=here))

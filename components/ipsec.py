@@ -5,7 +5,8 @@ from typing import Mapping, Optional
 import pulumi
 
 from components.generated_secret import GeneratedSecret
-from components.remote.resources import XfrmSet
+from components.remote.resources import RemoteFile, XfrmSet
+from components.render import boot
 from components.render import ipsec as render
 
 
@@ -39,10 +40,18 @@ class IpsecLink(pulumi.ComponentResource):
             node.name: pulumi.Output.secret(all_keys.apply(lambda k, n=node.name: render.xfrm_batch(spec, n, k)))
             for node in spec.nodes
         }
+        self.files = {}
         for node_name, node in args.nodes.items():
             commands = render.xfrm_commands(spec, node_name)
             tokens = sorted({w for argv in commands for w in argv if w.startswith("@") and w.endswith("@")})
             fills = all_keys.apply(lambda k, t=tokens: {tok: render.fill_keys(ipsec, tok, k) for tok in t})
             XfrmSet(f"{name}-{node_name}-xfrm", node, commands, fills,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=node.ready))
+            # the same SAs and policies for the node's next boot (components/boot.py loads them)
+            here = pulumi.ResourceOptions(parent=self, depends_on=node.ready)
+            self.files[node_name] = [
+                RemoteFile(f"{name}-{node_name}-xfrm-file", node, boot.XFRM_PATH, self.xfrm[node_name], mode="0600",
+                           secret=True, opts=here),
+                RemoteFile(f"{name}-{node_name}-xfrm-delete-file", node, boot.XFRM_DELETE_PATH,
+                           render.xfrm_delete_batch(spec, node_name), mode="0600", opts=here)]
         self.register_outputs({"spis": self.spis, "xfrm": self.xfrm})

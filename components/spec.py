@@ -145,6 +145,13 @@ class DrbdSpec:
     handlers: Dict[str, str] = field(default_factory=dict)
     initial_primary: Optional[str] = None
     meta_disk: str = "internal"
+    # as declared (None: not set); drbd_ping_int_s() and effective_ping_timeout_ms give what is rendered
+    ping_int_s: Optional[int] = None
+    ping_timeout_ms: Optional[int] = None
+
+    @property
+    def effective_ping_timeout_ms(self) -> int:
+        return self.ping_timeout_ms if self.ping_timeout_ms is not None else DRBD_PING_TIMEOUT_MS
 
     @property
     def uses_dopd(self) -> bool:
@@ -291,6 +298,13 @@ _OLD_HANDLERS = {"outdatePeer": "fencePeer", "outdate-peer": "fencePeer", "fence
 # Heartbeat's DRBD outdate-peer daemon and its client, as Debian 12's heartbeat package installs them
 DOPD = "/usr/libexec/heartbeat/dopd"
 DOPD_OUTDATER = "/usr/libexec/heartbeat/drbd-peer-outdater"
+# Peer-loss detection. DRBD gives up on a silent peer after ping-int (idle time before it pings) plus
+# ping-timeout (the wait for the answer); until then `drbdadm primary` on the survivor is refused. Heartbeat's
+# drbddisk script tries `drbdadm primary` 6 times, 1 s apart, then fails the takeover.
+DRBD_PING_INT_S = 10            # DRBD's default ping-int
+DRBD_PING_TIMEOUT_MS = 500      # DRBD's default ping-timeout (5 tenths of a second)
+DRBDDISK_RETRY_MS = 5000        # drbddisk's last try comes 5 s after its first
+DRBD_PING_MARGIN_MS = 1000      # slack for timers, delivery and the tries' own run time
 _FS_TYPES = ("ext4", "ext3", "ext2", "xfs", "btrfs")
 _SYSLOG_FACILITIES = ("auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog",
                       "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
@@ -498,6 +512,67 @@ def _duration_hint(raw: Any) -> str:
     return ""
 
 
+def parse_drbd_ping_int_s(raw: Any) -> Optional[int]:
+    """drbd.pingInt in whole seconds, as DRBD counts it: 5, "5", "5s" (or "5000ms"); None when not that."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        match = re.fullmatch(r"([0-9]+)\s*(s|ms)?", raw.strip(), flags=re.IGNORECASE)
+        if match:
+            value = int(match.group(1))
+            if (match.group(2) or "").lower() != "ms":
+                return value
+            return value // 1000 if value % 1000 == 0 else None
+    return None
+
+
+def parse_drbd_ping_timeout_ms(raw: Any) -> Optional[int]:
+    """drbd.pingTimeout with its unit: "500ms", "1s", "1.5s". A bare number is refused: DRBD's own
+    ping-timeout counts tenths of a second, so `5` copied from a drbd.conf would silently mean ten times more."""
+    if not isinstance(raw, str):
+        return None
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s)", raw.strip(), flags=re.IGNORECASE)
+    if not match:
+        return None
+    number, unit = match.group(1), match.group(2).lower()
+    if unit == "ms":
+        return int(number) if "." not in number else None
+    ms = float(number) * 1000
+    return int(round(ms)) if abs(ms - round(ms)) < 1e-6 else None
+
+
+def format_ms(ms: int) -> str:
+    """A pingTimeout as the stack file may write it: "1s", "500ms"."""
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def _seconds(ms: int) -> str:
+    """A time in messages: "10.5 s", "800 ms"."""
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:g} s"
+
+
+def drbd_detection_budget_ms(hb: HeartbeatSpec) -> int:
+    """How long DRBD may take to give up on a silent peer (ping-int + ping-timeout) for a takeover to work.
+
+    Heartbeat starts the takeover deadtime after the last heartbeat it heard, which may have left up to a
+    keepalive before the peer died; drbddisk's last `drbdadm primary` comes 5 s later; 1 s stays free."""
+    return hb.deadtime_ms - hb.keepalive_ms + DRBDDISK_RETRY_MS - DRBD_PING_MARGIN_MS
+
+
+def drbd_ping_int_s(drbd: DrbdSpec, hb: HeartbeatSpec) -> int:
+    """The ping-int to render: the declared one, else DRBD's 10 s when the takeover leaves room for it, else
+    the largest whole second that fits (the spec's cross-check guarantees one does)."""
+    if drbd.ping_int_s is not None:
+        return drbd.ping_int_s
+    room_s = (drbd_detection_budget_ms(hb) - drbd.effective_ping_timeout_ms) // 1000
+    if room_s < 1:
+        raise ValueError(f"no DRBD ping-int fits heartbeat deadtime {_seconds(hb.deadtime_ms)} with "
+                         f"pingTimeout {_seconds(drbd.effective_ping_timeout_ms)}")
+    return min(DRBD_PING_INT_S, room_s)
+
+
 # ------------------------------------------------------------------------------------------ keys
 
 
@@ -592,7 +667,8 @@ _SSH_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")
 _SSH_KEYS = ("user", "port", "host", "hostKey")
 _FIP_KEYS = ("address", "initialNode", "failBack")
 _DRBD_KEYS = ("enabled", "resource", "disk", "device", "mountPoint", "fsType", "port", "protocol", "syncRate",
-              "afterSb0pri", "afterSb1pri", "afterSb2pri", "fencing", "handlers", "initialPrimary", "metaDisk")
+              "afterSb0pri", "afterSb1pri", "afterSb2pri", "fencing", "handlers", "initialPrimary", "metaDisk",
+              "pingInt", "pingTimeout")
 _HB_KEYS = ("keepalive", "deadtime", "warntime", "initdead", "udpPort", "autoFailback", "logFacility", "logFile")
 _IPSEC_KEYS = ("enabled", "backend", "aead", "legacy", "encryption", "authentication", "spis", "keyEpoch")
 _FW_KEYS = ("enabled", "extraTcpPorts", "extraUdpPorts")
@@ -860,11 +936,33 @@ def _parse_drbd(r: _Reader, raw: Any, names: List[str], fip: Optional[FailoverIp
         if meta_disk is not None and disk is not None and meta_disk == disk:
             r.problem(f"{key}.metaDisk", f"{_show(meta_disk)} is the data disk; write internal to keep the "
                                          f"metadata on it")
+    ping_int = ping_timeout = None
+    if obj.get("pingInt") is not None:
+        ping_int = parse_drbd_ping_int_s(obj["pingInt"])
+        if ping_int is None or not 1 <= ping_int <= 120:
+            r.problem(f"{key}.pingInt", f"{_show(obj['pingInt'])} is not a DRBD ping interval; expected whole "
+                                        f"seconds from 1 to 120, e.g. 5 or \"5s\"")
+            ping_int = None
+    if obj.get("pingTimeout") is not None:
+        raw_timeout = obj["pingTimeout"]
+        ping_timeout = parse_drbd_ping_timeout_ms(raw_timeout)
+        if ping_timeout is None:
+            bare = not isinstance(raw_timeout, bool) and (isinstance(raw_timeout, (int, float)) or (
+                isinstance(raw_timeout, str) and re.fullmatch(r"\s*[0-9.]+\s*", raw_timeout)))
+            why = (" (a bare number is ambiguous: DRBD's own ping-timeout counts tenths of a second)"
+                   if bare else "")
+            r.problem(f"{key}.pingTimeout", f"{_show(raw_timeout)} is not a duration with its unit{why}; expected "
+                                            f"e.g. \"500ms\" or \"1s\"")
+        elif ping_timeout % 100 or not 100 <= ping_timeout <= 30000:
+            r.problem(f"{key}.pingTimeout", f"{_show(raw_timeout)} cannot be a DRBD ping timeout; expected a "
+                                            f"multiple of 100ms from 100ms to 30s (DRBD counts tenths of a "
+                                            f"second), e.g. \"500ms\"")
+            ping_timeout = None
     return DrbdSpec(enabled=bool(enabled), resource=resource, disk=disk, device=device, mount_point=mount_point,
                     fs_type=fs_type, port=port, protocol=protocol, sync_rate=sync_rate,
                     after_sb_0pri=policies["afterSb0pri"], after_sb_1pri=policies["afterSb1pri"],
                     after_sb_2pri=policies["afterSb2pri"], fencing=fencing, handlers=handlers,
-                    initial_primary=initial, meta_disk=meta_disk)
+                    initial_primary=initial, meta_disk=meta_disk, ping_int_s=ping_int, ping_timeout_ms=ping_timeout)
 
 
 def _parse_heartbeat(r: _Reader, raw: Any) -> HeartbeatSpec:
@@ -1159,6 +1257,8 @@ def _check_cross(r: _Reader, nodes: List[Optional[NodeSpec]], drbd: Optional[Drb
         if drbd.port in fw.extra_tcp_ports:
             r.problem(f"{PROJECT}:firewall.extraTcpPorts", f"{drbd.port} is the DRBD port, which must stay "
                                                            f"reachable only from the peer; remove it")
+    if drbd_on:
+        _check_drbd_peer_loss(r, drbd, hb)
     if hb.udp_port is not None and hb.udp_port in fw.extra_udp_ports:
         r.problem(f"{PROJECT}:firewall.extraUdpPorts", f"{hb.udp_port} is Heartbeat's port, which must stay "
                                                        f"reachable only from the peer; remove it")
@@ -1166,3 +1266,29 @@ def _check_cross(r: _Reader, nodes: List[Optional[NodeSpec]], drbd: Optional[Drb
         r.warn(f"{PROJECT}:firewall.enabled", "the firewall is off: Heartbeat and DRBD ports are open to anyone")
     if ipsec is not None and not ipsec.enabled:
         r.warn(f"{PROJECT}:ipsec.enabled", "IPsec is off: Heartbeat and DRBD traffic crosses the network in clear")
+
+
+def _check_drbd_peer_loss(r: _Reader, drbd: DrbdSpec, hb: HeartbeatSpec) -> None:
+    """DRBD must let go of a dead peer while Heartbeat's takeover still tries to promote this node: else
+    drbddisk gives up, the takeover fails and the survivor serves no data."""
+    key = f"{PROJECT}:drbd"
+    if (hb.deadtime_ms is None or hb.keepalive_ms is None or r.has_problem(f"{PROJECT}:heartbeat.deadtime")
+            or r.has_problem(f"{key}.pingInt") or r.has_problem(f"{key}.pingTimeout")):
+        return  # the timings are already reported as wrong: no takeover time to compare with
+    budget = drbd_detection_budget_ms(hb)
+    timeout = drbd.effective_ping_timeout_ms
+    waits = (f"Heartbeat's takeover waits for DRBD {_seconds(budget)} (heartbeat.deadtime "
+             f"{_seconds(hb.deadtime_ms)} - keepalive {_seconds(hb.keepalive_ms)} + drbddisk's "
+             f"{_seconds(DRBDDISK_RETRY_MS)} of retries - {_seconds(DRBD_PING_MARGIN_MS)} of margin)")
+    # deadtime > 2 x keepalive leaves over 4 s: only a declared timeout can crowd out even pingInt 1
+    if drbd.ping_timeout_ms is not None and 1000 + timeout > budget:
+        largest = (budget - 1000) // 100 * 100
+        r.problem(f"{key}.pingTimeout", f"{_show(format_ms(timeout))} is too long: with even pingInt 1, DRBD "
+                                        f"gives up on a silent peer after {_seconds(1000 + timeout)}, but {waits}; "
+                                        f"expected at most \"{format_ms(largest)}\", or a longer deadtime")
+        return
+    if drbd.ping_int_s is not None and drbd.ping_int_s * 1000 + timeout > budget:
+        largest = (budget - timeout) // 1000
+        r.problem(f"{key}.pingInt", f"{drbd.ping_int_s} is too long: DRBD gives up on a silent peer after pingInt "
+                                    f"+ pingTimeout = {_seconds(drbd.ping_int_s * 1000 + timeout)}, but {waits}; "
+                                    f"expected at most {largest}, or a longer deadtime")

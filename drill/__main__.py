@@ -4,7 +4,9 @@
     python -m drill --stack prod --real [--hold 180] [--ssh-key-file FILE]
 
 On the lab stack the drill drives the netns lab (`lab/lab.py up` and the cluster deployed with `make demo`),
-reads the OVH API emulator and the lab's mail sink. On any other stack it runs only with --real and after the
+reads the OVH API emulator and the lab's mail sink. On the vmlab stack it drives the VM lab (`make demo LAB=vm`):
+the crash kills the active VM's qemu while a writer appends fsync'ed records to the DRBD filesystem, and the
+drill checks that every record the writer saw acknowledged is on the survivor. On any other stack it runs only with --real and after the
 operator types the name of the node it will crash: it then cuts that server's network link and kills its
 Heartbeat over SSH; the server brings its link back by itself after --hold seconds.
 
@@ -14,6 +16,7 @@ Exit status: 0 the failover passed, 1 it failed (not back within the bound, spli
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,10 +28,12 @@ import yaml  # noqa: E402
 
 from components.check_config import stack_values  # noqa: E402
 from components.spec import CONCEALED, PROJECT, SpecError, parse_config  # noqa: E402
-from drill.hosts import LabHosts, SshHosts  # noqa: E402
+from drill.data import DataCheck  # noqa: E402
+from drill.hosts import LabHosts, SshHosts, VmHosts  # noqa: E402
 from drill.run import DEFAULT_BOUND, Drill, timeline  # noqa: E402
 
 LAB_STACK = "lab"
+VM_STACK = "vmlab"
 
 
 def parse_args(argv):
@@ -86,7 +91,25 @@ def main(argv=None) -> int:
     if not 0 < args.bound <= 3600:
         print(f"drill: --bound {args.bound:g}: expected seconds between 0 and 3600", file=sys.stderr)
         return 2
-    if args.stack == LAB_STACK:
+    data_check = None
+    if args.stack == VM_STACK:
+        if args.real:
+            print("drill: --real is for real clusters; the vmlab stack is driven through the VM lab", file=sys.stderr)
+            return 2
+        if os.geteuid() != 0 or subprocess.run([sys.executable, "-m", "vmlab", "status"], cwd=REPO,
+                                               capture_output=True).returncode != 0:
+            print("drill: the VM lab drill needs root and both VMs up with the cluster deployed "
+                  "(make demo LAB=vm)", file=sys.stderr)
+            return 2
+        if args.keep_stale_address:
+            print("drill: --keep-stale-address needs a node that comes back without rebooting; a VM lab crash "
+                  "is a power cut and the VM reboots", file=sys.stderr)
+            return 2
+        hosts = VmHosts.from_lab(spec, spec.failover_ip.cidr)
+        emulator, mail = spec.ovh_api.endpoint, lab_mail()
+        if spec.drbd.enabled:
+            data_check = DataCheck(hosts, spec, REPO / ".vmlab" / "drill")
+    elif args.stack == LAB_STACK:
         if args.real:
             print("drill: --real is for real clusters; the lab stack is driven through the lab", file=sys.stderr)
             return 2
@@ -111,7 +134,7 @@ def main(argv=None) -> int:
         hosts = ssh_hosts(spec, args)
         emulator, mail = None, None
     drill = Drill(spec, hosts, args.stack, bound=args.bound, emulator=emulator, mail_messages=mail,
-                  keep_stale_address=args.keep_stale_address, watch=args.watch)
+                  keep_stale_address=args.keep_stale_address, watch=args.watch, data_check=data_check)
     if args.real and not confirm(drill):
         print("drill: not confirmed; nothing was done", file=sys.stderr)
         return 2
@@ -147,13 +170,26 @@ def print_report(report) -> None:
           f"{report.failover_ip}")
     for line in timeline(report):
         print(line)
-    if report.interruption is not None:
+    if report.interruption is not None and report.crash_kind == VmHosts.crash_kind:
+        delay = report.move_delay
+        net = f"; minus the OVH move delay ({delay:g} s): {report.interruption - delay:.2f} s" if delay else ""
+        print(f"service back {report.interruption:.2f} s after the crash (the survivor DRBD Primary, mounted, "
+              f"holding the IP and OVH routing it there){net}")
+        split = report.split
+        print("split: " + ", ".join(f"{k} {v:.2f} s" if v is not None else f"{k} ?" for k, v in split.items()))
+    elif report.interruption is not None:
         delay = report.move_delay
         net = f"; minus the OVH move delay ({delay:g} s): {report.interruption - delay:.2f} s" if delay is not None else ""
         print(f"interruption {report.interruption:.2f} s (last answer to first answer again, "
               f"{report.lost_probes} probes lost){net}")
         split = report.split
         print("split: " + ", ".join(f"{k} {v:.2f} s" if v is not None else f"{k} ?" for k, v in split.items()))
+    if report.data is not None:
+        d = report.data
+        print(f"data: {d.get('acked', 0)} records acknowledged to the writer before the crash, "
+              f"{d.get('present', 0)} on {report.survivor}'s DRBD filesystem, "
+              f"{len(d.get('missing', []))} acknowledged but missing"
+              + ("; the last record was cut mid-write (never acknowledged)" if d.get("tornTail") else ""))
     if report.move_calls is not None:
         print(f"OVH move calls during the drill: {report.move_calls}")
     for note in report.notes:

@@ -183,3 +183,59 @@ def end_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+class VmHosts(SshHosts):
+    """The VM lab's two Debian VMs (vmlab/): reached over SSH like real servers, with the host keys the VM lab
+    pinned. The crash is the VM's qemu killed with SIGKILL, a power cut: the kernel, its DRBD and its page
+    cache vanish with it, writes in flight included. Bringing it back boots the VM again on its own disks,
+    as a server reboots. The VMs' link has no third party on it, so there is no probe from outside: the drill
+    reads the survivor's state (resource script status, DRBD, mount) and the emulator's routing instead."""
+
+    kind = "vm"
+    crash_kind = "power cut: its qemu killed"
+
+    def __init__(self, targets: dict, failover_cidr: str, keep_stale_address: bool = False):
+        super().__init__(targets, failover_cidr, keep_stale_address=keep_stale_address)
+
+    @classmethod
+    def from_lab(cls, spec, failover_cidr: str, keep_stale_address: bool = False) -> "VmHosts":
+        import json as _json
+
+        from components.remote.ssh import Target
+        from vmlab.layout import Layout
+
+        info = _json.loads(Layout().hosts_json.read_text())
+        by_port = {h["sshPort"]: h for h in info["hosts"]}
+        targets = {}
+        for n in spec.nodes:
+            host = by_port.get(n.ssh.port)
+            if host is None or host["name"] != n.name:
+                raise RuntimeError(f"node {n.name} (SSH port {n.ssh.port}) is not a VM of the VM lab "
+                                   f"({', '.join(h['name'] + ':' + str(h['sshPort']) for h in info['hosts'])})")
+            targets[n.name] = Target(node=n.name, host=host["sshHost"], port=host["sshPort"], user=host["sshUser"],
+                                     host_key=host["hostPublicKey"], key_file=host["sshKeyFile"])
+        return cls(targets, failover_cidr, keep_stale_address=keep_stale_address)
+
+    def _vmlab(self, *args: str, timeout: float) -> str:
+        import sys
+        proc = subprocess.run([sys.executable, "-m", "vmlab", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"python3 -m vmlab {' '.join(args)}: {(proc.stdout + proc.stderr).strip()}")
+        return proc.stdout
+
+    def crash(self, node: str, interface: str) -> None:
+        session = self._sessions.pop(node, None)
+        self._vmlab("kill", node, timeout=60)
+        if session is not None:
+            session.close()
+
+    def restore(self, node: str, interface: str, failover_cidr: str, keep_stale_address: bool) -> None:
+        """A reboot: /run is empty again, so no stale address or resource-agent state can survive it."""
+        if keep_stale_address:
+            raise RuntimeError("--keep-stale-address needs a node that did not reboot; a VM lab crash reboots")
+        self._vmlab("start", node, timeout=600)
+
+    def probe_command(self, target: str, interval: float, duration: float):
+        return None

@@ -32,6 +32,7 @@ class Report:
     crashed: str = ""
     survivor: str = ""
     crash_at: float = 0.0
+    crash_kind: str = "link down, Heartbeat killed"
     moments: Dict[str, float] = field(default_factory=dict)     # event -> epoch
     details: Dict[str, str] = field(default_factory=dict)
     interruption: Optional[float] = None
@@ -39,6 +40,7 @@ class Report:
     move_calls: Optional[int] = None
     lost_probes: int = 0
     lost_after_return: Optional[int] = None
+    data: Optional[dict] = None     # the writer's verdict (VM lab): acknowledged records found on the survivor
     problems: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
@@ -55,34 +57,44 @@ class Report:
         def span(a: str, b: str) -> Optional[float]:
             return round(m[b] - m[a], 3) if a in m and b in m else None
 
-        out["detection"] = span("last_answer", "peer_dead")
+        out["detection"] = span("last_answer" if "last_answer" in m else "crash", "peer_dead")
         start_of_move = "move_requested" if "move_requested" in m else "no_move"
         out["takeover_to_move"] = span("peer_dead", start_of_move)
         out["ovh_move"] = span("move_requested", "move_done")
         end_of_move = "move_done" if "move_done" in m else start_of_move
         out["ip_up_to_answer"] = span(end_of_move, "first_answer")
+        if "drbd_start" in m:
+            # the storage steps of the group (VM lab): DRBD promotion, then the mount
+            out["drbd_promotion"] = span("drbd_start", "fs_start")
+            out["mount"] = span("fs_start", "ip_start")
+            out["ip_up"] = span("crash", "ip_up")
+            out["total"] = span("crash", "ready")
         return out
 
     def to_json(self) -> dict:
         return {"stack": self.stack, "failoverIp": self.failover_ip, "crashed": self.crashed,
-                "survivor": self.survivor, "crashAt": self.crash_at,
+                "survivor": self.survivor, "crashAt": self.crash_at, "crashKind": self.crash_kind,
                 "moments": {k: round(v - self.crash_at, 3) for k, v in self.moments.items()},
                 "details": self.details, "interruption": self.interruption, "moveDelay": self.move_delay,
                 "split": self.split, "moveCalls": self.move_calls, "lostProbes": self.lost_probes,
-                "lostAfterReturn": self.lost_after_return, "problems": self.problems, "notes": self.notes,
-                "passed": self.passed}
+                "lostAfterReturn": self.lost_after_return, "data": self.data, "problems": self.problems,
+                "notes": self.notes, "passed": self.passed}
 
 
 ORDER = [
-    ("crash", "{crashed} crashed (link down, Heartbeat killed)"),
+    ("crash", "{crashed} crashed ({how})"),
     ("last_answer", "last answer from {ip}"),
     ("peer_dead", "{survivor}: peer {crashed} declared dead"),
     ("takeover", "{survivor}: takeover started"),
+    ("drbd_start", "{survivor}: DRBD promotion started (drbddisk)"),
+    ("fs_start", "{survivor}: DRBD Primary; mounting the filesystem"),
+    ("ip_start", "{survivor}: filesystem mounted; failover IP resource starting"),
     ("move_requested", "{survivor}: OVH move requested"),
     ("no_move", "{survivor}: already routed here, no OVH move"),
     ("move_done", "OVH move task done"),
     ("ip_up", "{survivor}: failover IP up"),
     ("first_answer", "first answer again from {ip}"),
+    ("ready", "{survivor} serves: DRBD Primary, filesystem mounted, failover IP up and routed to it"),
     ("mail_sent", "{survivor}: alert e-mail handed to the mail command"),
     ("mail_received", "alert e-mail received"),
     ("sms_sent", "{survivor}: SMS alert sent"),
@@ -94,7 +106,8 @@ ORDER = [
 
 def timeline(report: Report) -> List[str]:
     lines = []
-    names = {"crashed": report.crashed, "survivor": report.survivor, "ip": report.failover_ip}
+    names = {"crashed": report.crashed, "survivor": report.survivor, "ip": report.failover_ip,
+             "how": report.crash_kind}
     for key, label in sorted(ORDER, key=lambda item: report.moments.get(item[0], float("inf"))):
         if key in report.moments:
             detail = report.details.get(key)
@@ -106,7 +119,7 @@ def timeline(report: Report) -> List[str]:
 class Drill:
     def __init__(self, spec, hosts, stack: str, bound: float = DEFAULT_BOUND, emulator: Optional[str] = None,
                  mail_messages=None, keep_stale_address: bool = False, watch: Optional[float] = None,
-                 say=print):
+                 data_check=None, say=print):
         self.spec = spec
         self.hosts = hosts
         self.bound = bound
@@ -117,9 +130,12 @@ class Drill:
         hb = spec.heartbeat
         self.watch = watch if watch is not None else max(MIN_WATCH, 3 * hb.deadtime_ms / 1000.0)
         self.cidr = spec.failover_ip.cidr
-        self.report = Report(stack=stack, failover_ip=spec.failover_ip.address)
+        self.report = Report(stack=stack, failover_ip=spec.failover_ip.address,
+                             crash_kind=getattr(hosts, "crash_kind", Report.crash_kind))
         self.probes: List[dict] = []
         self._probe_proc: Optional[subprocess.Popen] = None
+        self.probing = True                 # False where nothing outside can probe the IP (the VM lab)
+        self.data_check = data_check        # drill.data.DataCheck: a writer on the DRBD filesystem, or None
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -143,8 +159,27 @@ class Drill:
         with urllib.request.urlopen(self.emulator + path, timeout=10) as answer:
             return json.loads(answer.read().decode())
 
+    def serving(self, node: str) -> bool:
+        """The node holds the group: the failover IP (its resource script's status) and, with DRBD, the
+        device Primary and mounted; in the lab, OVH also routes the IP to it."""
+        if not self.holders()[node]:
+            return False
+        drbd = self.spec.drbd
+        if drbd.enabled:
+            fact = self._fact(node, "drbd", drbd.resource, drbd.device)
+            if fact.get("role") != "Primary" or not fact.get("mounted"):
+                return False
+        if self.emulator:
+            routed = self._lab_get("/lab/state")["failoverIps"][self.cidr]["routedTo"]
+            if routed != self.spec.node(node).service:
+                return False
+        return True
+
     def _start_probe(self, duration: float) -> None:
         argv = self.hosts.probe_command(self.spec.failover_ip.address, PROBE_INTERVAL, duration)
+        if argv is None:
+            self.probing = False
+            return
         self._probe_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                             stdin=subprocess.DEVNULL, text=True, bufsize=1)
 
@@ -229,15 +264,23 @@ class Drill:
                  + (f", OVH move delay {r.move_delay:g} s" if r.move_delay is not None else "") + ")")
         self._followers = [self.hosts.follow(survivor, logs)]
         self._start_probe(self.bound + self.watch + 120)
-        deadline = time.monotonic() + 15
-        while not self._answered_in_a_row(5):
-            if time.monotonic() > deadline or (self._probe_proc.poll() is not None):
-                return self._fail(f"{r.failover_ip} does not answer probes from outside before the crash")
-            time.sleep(0.1)
+        if self.probing:
+            deadline = time.monotonic() + 15
+            while not self._answered_in_a_row(5):
+                if time.monotonic() > deadline or (self._probe_proc.poll() is not None):
+                    return self._fail(f"{r.failover_ip} does not answer probes from outside before the crash")
+                time.sleep(0.1)
+        elif not self.serving(active):
+            return self._fail(f"{active} holds {self.cidr} but does not serve (DRBD Primary and mounted, routed "
+                              f"to it) before the crash")
+        if self.data_check is not None:
+            self.data_check.start(active)
 
         r.crash_at = time.time()
         r.moments["crash"] = r.crash_at
         self.hosts.crash(active, spec.node(active).interface)
+        if not self.probing:
+            return self._recover_unprobed(active, survivor)
 
         # until a probe answers again and the survivor holds the IP, within the bound
         deadline = time.monotonic() + self.bound
@@ -262,12 +305,38 @@ class Drill:
         r.moments["first_answer"] = first_after["answered"]
         r.interruption = round(first_after["answered"] - last_before["answered"], 3) if last_before else None
 
+        self._settle(active, survivor)
+
+    def _settle(self, active: str, survivor: str) -> None:
+        """After the service is back: the alerts, the lab's routing, then the crashed node brought back."""
         self._wait_alerts(survivor)
         self._collect_events(survivor)
         if self.emulator:
             self._check_lab_routing(active, survivor)
         self._bring_back(active, survivor)
         self._collect_events(survivor)
+
+    def _recover_unprobed(self, active: str, survivor: str) -> None:
+        """No probe from outside: the service is back when the survivor serves (see `serving`)."""
+        r = self.report
+        deadline = time.monotonic() + self.bound
+        while time.monotonic() < deadline:
+            try:
+                if self.serving(survivor):
+                    r.moments["ready"] = time.time()
+                    break
+            except Exception as err:  # a slow answer under load: ask again until the bound
+                r.notes.append(f"reading {survivor}'s state failed once: {err}")
+            time.sleep(0.2)
+        else:
+            self._collect_events(survivor)
+            return self._fail(f"{survivor} did not serve within the bound of {self.bound:g} s")
+        r.interruption = round(r.moments["ready"] - r.crash_at, 3)
+        if self.data_check is not None:
+            r.data = self.data_check.verify(survivor)
+            if not r.data.get("ok"):
+                self._fail(f"data check on {survivor}: {self.data_check.summary(r.data)}")
+        self._settle(active, survivor)
 
     def _wait_alerts(self, survivor: str) -> None:
         r = self.report
@@ -374,6 +443,7 @@ class Drill:
             if not held[survivor]:
                 return self._fail(f"{survivor} lost {self.cidr} after {crashed} returned")
             time.sleep(0.5)
-        time.sleep(1.5)  # let the last probes of the window be answered or time out
-        r.lost_after_return = len([p for p in self.probes if p["answered"] is None]) - before
+        if self.probing:
+            time.sleep(1.5)  # let the last probes of the window be answered or time out
+            r.lost_after_return = len([p for p in self.probes if p["answered"] is None]) - before
         r.notes.append(f"watched {self.watch:g} s after {crashed} returned: {self.cidr} stayed on {survivor}")

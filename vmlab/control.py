@@ -1,10 +1,11 @@
 """up / down / status / ssh of the VM lab."""
+import json
 import os
 import subprocess
 import time
 from typing import List
 
-from . import identity, image, qemu
+from . import identity, image, link, qemu
 from .layout import DRBD_DISK_MB, VMS, Layout, VmSpec, spec
 from .tools import VmLabError, ensure_tools, require_root, run, say
 
@@ -83,9 +84,13 @@ def up(layout: Layout) -> None:
     require_root()
     ensure_tools()
     if already:
-        say(f"VM lab partly up ({', '.join(v.name for v in already)}): restarting both")
-        for vm in already:
-            qemu.stop(layout, vm)
+        # One VM was killed (a drill) or crashed: boot it again on its own disks; its DRBD data is kept.
+        say(f"VM lab partly up ({', '.join(v.name for v in already)} running): starting the others on their "
+            f"existing disks")
+        for vm in VMS:
+            if vm not in already:
+                start(layout, vm.name)
+        return
     identity.private_dir(layout.root)
     layout.cache.mkdir(exist_ok=True)
     stamp = image.ensure_base(layout)
@@ -110,7 +115,47 @@ def up(layout: Layout) -> None:
         f"hosts: {layout.hosts_json}")
 
 
+def kill(layout: Layout, name: str) -> None:
+    """A power cut: SIGKILL the VM's qemu; its disks stay for `start`."""
+    vm = spec(name)
+    if qemu.kill(layout, vm):
+        say(f"{name}: qemu killed (disks kept; `python3 -m vmlab start {name}` boots it again)")
+    else:
+        say(f"{name}: not running: nothing to kill")
+
+
+def start(layout: Layout, name: str) -> None:
+    """Boot a stopped VM again on the disks it had (its DRBD data, its root), as a server reboots."""
+    vm = spec(name)
+    if qemu.recorded(layout, vm) is not None:
+        say(f"{name}: already running")
+        return
+    require_root()
+    f = qemu.VmFiles(layout, vm)
+    missing = [str(p) for p in (f.root, f.drbd, f.identity, layout.base_stamp) if not p.exists()]
+    if missing:
+        raise VmLabError(f"{name}: cannot boot it on its old disks, missing {', '.join(missing)}; "
+                         f"`python3 -m vmlab down` then `up` makes fresh ones")
+    accel = qemu.pick_accel(layout, json.loads(layout.base_stamp.read_text())["kernel"])
+    t0 = time.monotonic()
+    pid = qemu.start(layout, vm, accel)
+    say(f"{name}: qemu PID {pid} on its existing disks")
+    identity.write_client_files(layout)
+    wait_for_ssh(layout, [vm], t0)
+
+
+def set_link(state: str) -> None:
+    if state == "down":
+        link.cut()
+        say("link between the VMs cut (both keep running); `python3 -m vmlab link up` restores it")
+    elif state == "up":
+        say("link between the VMs restored" if link.restore() else "link between the VMs already whole")
+    else:
+        raise VmLabError(f"link {state!r}: expected up or down")
+
+
 def down(layout: Layout) -> None:
+    link.restore()
     stopped = [vm.name for vm in VMS if qemu.stop(layout, vm)]
     if layout.hosts_json.exists():
         layout.hosts_json.unlink()
@@ -128,6 +173,7 @@ def status(layout: Layout) -> int:
         print(f"{vm.name}: {state}; SSH 127.0.0.1:{vm.ssh_port}; eth0 {vm.address}")
     base = "ready" if layout.base_stamp.exists() else "not built"
     print(f"base image: {base} ({layout.base})")
+    print(f"link between the VMs: {'CUT (python3 -m vmlab link up)' if link.is_cut() else 'whole'}")
     if len(up_now) == len(VMS):
         return STATUS_UP
     return STATUS_PARTIAL if up_now else STATUS_DOWN

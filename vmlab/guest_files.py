@@ -2,6 +2,14 @@
 once in the chroot. Changing any of it changes the recipe digest, so the next `up` rebuilds the base."""
 import hashlib
 import json
+from pathlib import Path
+
+from .layout import GUEST_SERVICES_ADDRESS, SERVICE_PORTS
+
+# The netns lab's forwarder runs in the guests too: the machine's services on the guest's own loopback.
+_FORWARD = (Path(__file__).resolve().parents[1] / "lab" / "netlab" / "forward.py").read_text()
+_FORWARD_RULES = " ".join(f"--rule root,127.0.0.1,{port},root,{GUEST_SERVICES_ADDRESS},{port}"
+                          for port in sorted(SERVICE_PORTS))
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -74,6 +82,20 @@ WantedBy=sysinit.target
         "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 "
         "%I $TERM\n"),
     "/etc/systemd/journald.conf.d/vmlab.conf": (0o644, "[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n"),
+    "/usr/local/lib/vmlab/forward.py": (0o755, _FORWARD),
+    "/etc/systemd/system/vmlab-services.service": (0o644, f"""[Unit]
+Description=VM lab: the machine's OVH API emulator and mail sink on this server's 127.0.0.1 ({", ".join(
+    f"{port} {what}" for port, what in sorted(SERVICE_PORTS.items()))})
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/python3 /usr/local/lib/vmlab/forward.py --ready-file /run/vmlab-services.ready {_FORWARD_RULES}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""),
 }
 
 # Run once in the chroot, after FILES are in place.
@@ -83,7 +105,7 @@ rm -f /etc/ssh/ssh_host_*
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 passwd -l root >/dev/null
-systemctl enable vmlab-identity.service systemd-networkd.service >/dev/null 2>&1
+systemctl enable vmlab-identity.service vmlab-services.service systemd-networkd.service >/dev/null 2>&1
 systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
   man-db.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer getty@tty1.service >/dev/null 2>&1
 update-initramfs -u -k all

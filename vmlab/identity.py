@@ -8,6 +8,8 @@ import tarfile
 from pathlib import Path
 from typing import Dict, List
 
+from lab.netlab import hostmail
+
 from .layout import LINK_INTERFACE, LINK_PREFIX, USER_ADDRESS, USER_INTERFACE, VMS, Layout, VmSpec
 from .tools import run
 
@@ -64,6 +66,8 @@ def guest_files(layout: Layout, vm: VmSpec) -> Dict[str, tuple]:
         "root/.ssh/authorized_keys": (0o600, layout.client_key.with_suffix(".pub").read_bytes()),
         f"etc/systemd/network/10-{LINK_INTERFACE}-link.network": (0o644, link.encode()),
         f"etc/systemd/network/20-{USER_INTERFACE}-user.network": (0o644, user.encode()),
+        # mail goes to the lab's mail sink on the guest's 127.0.0.1:2525 (vmlab-services.service), named per VM
+        "etc/msmtprc": (0o644, hostmail.msmtprc(vm.name).encode()),
     }
 
 

@@ -14,6 +14,11 @@ LINK_INTERFACE = "eth0"
 # The second NIC is qemu user-mode networking: only the SSH forward (and nothing outbound: restrict=on).
 USER_INTERFACE = "eth1"
 USER_ADDRESS = "10.0.2.15"   # where qemu's user-mode hostfwd delivers by default
+# The machine's lab services the guests reach, each at GUEST_SERVICES_ADDRESS:<port> through qemu's guestfwd;
+# a forwarder in the guest puts them on the guest's own 127.0.0.1:<port>, where the netns lab hosts find them
+# too, so the stacks' endpoints (ovh:endpoint http://127.0.0.1:18080/1.0, msmtp to 127.0.0.1:2525) are the same.
+SERVICE_PORTS = {18080: "OVH API emulator", 2525: "mail sink"}
+GUEST_SERVICES_ADDRESS = "10.0.2.100"
 
 MEMORY_MB = 384              # DRBD's module load is killed at 128 MB; 256 MB is enough, systemd likes more
 DRBD_DISK_MB = 64

@@ -3,11 +3,14 @@ and start time it recorded (never by name)."""
 import json
 import os
 import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Optional
 
 from lab.netlab import procs
 
-from .layout import MEMORY_MB, Layout, VmSpec
+from .layout import GUEST_SERVICES_ADDRESS, MEMORY_MB, SERVICE_PORTS, Layout, VmSpec
 from .tools import VmLabError, run, say
 
 QEMU = "qemu-system-x86_64"
@@ -16,6 +19,7 @@ KVM = ["-accel", "kvm", "-cpu", "host"]
 ACCEL_PROBE_TIMEOUT = 30
 START_TIMEOUT = 30
 STOP_TIMEOUT = 10
+PIPE = Path(__file__).resolve().parent / "pipe.py"
 
 
 def qemu_version() -> str:
@@ -73,6 +77,7 @@ class VmFiles:
         self.console_log = d / "console.log"
         self.pidfile = d / "qemu.pid"
         self.record = d / "qemu.json"
+        self.pipe_log = d / "guestfwd.log"
 
 
 def argv(layout: Layout, vm: VmSpec, accel: list) -> list:
@@ -93,12 +98,23 @@ def argv(layout: Layout, vm: VmSpec, accel: list) -> list:
         # eth0: the link to the other VM (UDP datagrams on loopback; no host networking involved)
         "-netdev", f"socket,id=link,udp=127.0.0.1:{vm.peer_port},localaddr=127.0.0.1:{vm.link_port}",
         "-device", f"virtio-net-pci,netdev=link,mac={vm.link_mac},addr=0x3",
-        # eth1: user-mode networking, isolated (restrict=on), only SSH forwarded from the machine's loopback
-        "-netdev", f"user,id=user,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{vm.ssh_port}-:22",
+        # eth1: user-mode networking, isolated (restrict=on): SSH forwarded from the machine's loopback, and the
+        # machine's lab services (OVH API emulator, mail sink) reachable at GUEST_SERVICES_ADDRESS, nothing else
+        "-netdev", f"user,id=user,restrict=on,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{vm.ssh_port}-:22"
+                   + "".join(_guestfwd(port, f.pipe_log) for port in SERVICE_PORTS),
         "-device", f"virtio-net-pci,netdev=user,mac={vm.user_mac},addr=0x4",
         "-device", "virtio-rng-pci,addr=0x7",
         "-daemonize", "-pidfile", str(f.pidfile),
     ]
+
+
+def _guestfwd(port: int, log: Path) -> str:
+    """qemu starts PIPE per connection (argv split on blanks, so no blank in the paths; commas doubled)."""
+    for path in (PIPE, log):
+        if " " in str(path):
+            raise VmLabError(f"{path}: qemu's guestfwd command cannot carry a path with a blank in it")
+    command = f"{sys.executable} {PIPE} {port} {log}".replace(",", ",,")
+    return f",guestfwd=tcp:{GUEST_SERVICES_ADDRESS}:{port}-cmd:{command}"
 
 
 def recorded(layout: Layout, vm: VmSpec) -> Optional[int]:
@@ -124,6 +140,26 @@ def start(layout: Layout, vm: VmSpec, accel: list) -> int:
         raise VmLabError(f"{vm.name}: qemu (PID {pid}) exited right after starting; see {f.console_log}")
     f.record.write_text(json.dumps({"pid": pid, "startTime": started, "accel": accel[1]}) + "\n")
     return pid
+
+
+def kill(layout: Layout, vm: VmSpec) -> bool:
+    """SIGKILL the recorded qemu at once, as a power cut would: the guest gets no chance to flush or say goodbye.
+    Its disks stay as they are."""
+    f = VmFiles(layout, vm)
+    pid = recorded(layout, vm)
+    if pid is not None:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pid = None
+        for _ in range(100):   # bounded: 5 s for the kernel to reap it
+            if pid is None or procs.state(pid) in (None, "Z"):
+                break
+            time.sleep(0.05)
+    for stale in (f.record, f.pidfile, f.console):
+        if stale.exists() or stale.is_symlink():
+            stale.unlink()
+    return pid is not None
 
 
 def stop(layout: Layout, vm: VmSpec) -> bool:

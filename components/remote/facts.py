@@ -182,7 +182,11 @@ def drbd_command(resource: str, device: str) -> str:
             f"sed -n 's/^ *{minor}: \\(.*\\)/state=\\1/p' /proc/drbd; else echo loaded=0; fi; "
             f"drbdadm dump-md {r} >/dev/null 2>&1; echo md=$?; "
             f"if [ -b {d} ]; then fs=$(blkid -o value -s TYPE {d} 2>/dev/null); echo blkid=$?; echo fs=$fs; fi; "
-            f"grep -q '^{d} ' /proc/mounts && echo mounted=1 || echo mounted=0")
+            f"grep -q '^{d} ' /proc/mounts && echo mounted=1 || echo mounted=0; "
+            # the kernel's last word on this resource's connection: a split brain DRBD left unresolved, or a
+            # connection made since (a reboot empties the log, and DRBD meets the split brain again)
+            f"dmesg 2>/dev/null | grep -E 'drbd{minor}: Split-Brain detected but unresolved|drbd {r}: conn\\( "
+            f"[A-Za-z]+ -> Connected \\)' | tail -n 1 | grep -q Split-Brain && echo splitbrain=1 || echo splitbrain=0")
 
 
 _DRBD_STATE = re.compile(r"cs:(\S+)\s+ro:(\S+)/(\S+)\s+ds:(\S+)/(\S+)")
@@ -196,7 +200,8 @@ def drbd_parse(status: int, lines: List[str]) -> dict:
             "cstate": None, "role": None, "peerRole": None, "disk": None, "peerDisk": None,
             # dump-md answers 20 while the device is attached: metadata is then in use, so present
             "metadata": values.get("md") in ("0", "20"),
-            "filesystem": None, "mounted": values.get("mounted") == "1"}
+            "filesystem": None, "mounted": values.get("mounted") == "1",
+            "splitBrain": values.get("splitbrain") == "1"}
     match = _DRBD_STATE.search(values.get("state", ""))
     if match and match.group(1) != "Unconfigured":
         fact.update(up=True, cstate=match.group(1), role=match.group(2), peerRole=match.group(3),

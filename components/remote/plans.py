@@ -289,6 +289,10 @@ def plan_drbd(desired: dict, fact: dict, promoted_here: bool = False) -> List[St
     if not fact["up"]:
         steps = [] if fact["metadata"] else [{"run": f"drbdadm create-md {r}"}]
         return steps + [{"run": f"drbdadm up {r}"}]
+    if fact["cstate"] == "StandAlone" and fact.get("splitBrain"):
+        raise PlanError(f"DRBD resource {desired['resource']} is in split brain here (StandAlone, role "
+                        f"{fact['role']}): both nodes wrote while apart, and `pulumi up` never chooses whose writes "
+                        f"to discard. Resolve it by hand (README, \"Split brain\"), then run `pulumi up` again")
     if fact["cstate"] == "StandAlone":
         return [{"run": f"drbdadm connect {r}"}]
     if desired.get("initialPrimary"):
@@ -309,6 +313,9 @@ def drift_drbd(fact: dict) -> Optional[str]:
         return "the drbd kernel module is not loaded on the server"
     if not fact["up"]:
         return "the resource is down on the server"
+    if fact["cstate"] == "StandAlone" and fact.get("splitBrain"):
+        return (f"SPLIT BRAIN: DRBD dropped the connection, both nodes wrote while apart (role here "
+                f"{fact['role']}); resolve it by hand (README, \"Split brain\")")
     if fact["cstate"] == "StandAlone":
         return "disconnected from the peer (StandAlone)"
     return None

@@ -303,10 +303,11 @@ class Service(_Remote, module="remote", name="Service"):
 
     def __init__(self, name: str, node, service: str, running: bool = True, enabled: Optional[bool] = True,
                  restart_on: Optional[List] = None, reload_on: Optional[List] = None,
-                 pidfile: Optional[str] = None, opts=None):
+                 pidfile: Optional[str] = None, stop_on_delete: bool = True, opts=None):
         super().__init__(_ServiceProvider(), name,
                          {"name": service, "running": running, "enabled": enabled, "pidfile": pidfile,
-                          "restartOn": restart_on or [], "reloadOn": reload_on or [], "stopOnDelete": True},
+                          "restartOn": restart_on or [], "reloadOn": reload_on or [],
+                          "stopOnDelete": stop_on_delete},
                          node, opts=opts)
 
 

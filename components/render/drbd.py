@@ -2,13 +2,16 @@
 
 8.4 syntax, the one the in-kernel 8.4 module's `drbdadm-84` parses: the tutorial's `syncer { rate }` became
 `disk { resync-rate }`, `outdate-peer` became `fence-peer`, `fencing` sits in `disk`, `protocol` in `net`.
+ping-int and ping-timeout are always written, sized to Heartbeat's takeover (see spec.drbd_ping_int_s), so
+what decides a failover shows in the file rather than in DRBD's built-in defaults.
 """
 from typing import List
 
 from components.render import MANAGED
-from components.spec import ClusterSpec
+from components.spec import ClusterSpec, drbd_ping_int_s
 
 GLOBAL_COMMON_PATH = "/etc/drbd.d/global_common.conf"
+NOTIFY_SPLIT_BRAIN = "/usr/lib/drbd/notify-split-brain.sh"   # drbd-utils; mails its argument (comma-separated)
 
 
 def resource_path(spec: ClusterSpec) -> str:
@@ -22,14 +25,19 @@ def resource_file(spec: ClusterSpec) -> str:
     out: List[str] = [f"# {resource_path(spec)}, {MANAGED}", f"resource {d.resource} {{"]
     out += ["  net {", f"    protocol {d.protocol};", f"    after-sb-0pri {d.after_sb_0pri};",
             f"    after-sb-1pri {d.after_sb_1pri};", f"    after-sb-2pri {d.after_sb_2pri};",
-            "    rr-conflict disconnect;", "  }"]
+            "    rr-conflict disconnect;", f"    ping-int {drbd_ping_int_s(d, spec.heartbeat)};",
+            f"    ping-timeout {d.effective_ping_timeout_ms // 100};", "  }"]
     out += ["  disk {", "    on-io-error detach;", f"    resync-rate {d.sync_rate};"]
     if d.fencing:
         out.append(f"    fencing {d.fencing};")
     out.append("  }")
-    if d.handlers:
+    handlers = dict(d.handlers)
+    if spec.alerts.emails and "split-brain" not in handlers:
+        # DRBD's own script mails the alert addresses when it finds a split brain it leaves unresolved
+        handlers["split-brain"] = f"{NOTIFY_SPLIT_BRAIN} {','.join(spec.alerts.emails)}"
+    if handlers:
         out.append("  handlers {")
-        out += [f'    {name} "{command}";' for name, command in sorted(d.handlers.items())]
+        out += [f'    {name} "{command}";' for name, command in sorted(handlers.items())]
         out.append("  }")
     out += ["  startup {", "    degr-wfc-timeout 120;", "  }"]
     for node in spec.nodes:

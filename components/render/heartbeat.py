@@ -46,13 +46,17 @@ def authkeys(key: str) -> str:
 
 def resource_group(spec: ClusterSpec, node_name: Optional[str] = None,
                    extra_resources: Sequence[str] = ()) -> List[str]:
-    """The resources Heartbeat starts left to right (and stops right to left) on the active node:
-    the failover IP, then the DRBD primary and its filesystem, then `extra_resources`, then the e-mail alert."""
-    group = [agent.haresources_entry(spec, _interface_node(spec, node_name))]
+    """The resources Heartbeat starts left to right (and stops right to left) on the active node: the DRBD
+    primary and its filesystem, then the failover IP, then `extra_resources`, then the e-mail alert.
+
+    Storage before the address (the tutorial had the address first): the IP is routed to a node only once
+    its data is there, and a node whose DRBD refuses to become Primary never draws the traffic."""
+    group = []
     drbd = spec.drbd
     if drbd.enabled:
         group.append(f"drbddisk::{drbd.resource}")
         group.append(f"Filesystem::{drbd.device}::{drbd.mount_point}::{drbd.fs_type}")
+    group.append(agent.haresources_entry(spec, _interface_node(spec, node_name)))
     group += list(extra_resources)
     if spec.alerts.emails:
         group.append(f"MailTo::{','.join(spec.alerts.emails)}::{MAIL_SUBJECT}")

@@ -2,7 +2,7 @@
 
 `tutorial` is the tutorial's cluster with DESIGN.md's modernisations: the same ha.cf timings and ucast
 layout (udpport moved before ucast, debugfile dropped, node names as `uname -n`), sha1 authkeys, the same
-resource group with our OVH API agent in place of IPaddrFO, DRBD 8.4 syntax (syncer rate -> disk resync-rate,
+resource group with our OVH API agent in place of IPaddrFO (and after the storage, not before it), DRBD 8.4 syntax (syncer rate -> disk resync-rate,
 outdate-peer -> fence-peer through Heartbeat's dopd, al-extents left at DRBD's default), ESP with an AEAD
 instead of AH hmac-md5 + ESP 3des-cbc, and the firewall the tutorial left to the reader.
 Keys appear as placeholders (@KEY:<node>@, @AUTHKEY@): real keys are generated at test time, elsewhere.

@@ -87,7 +87,7 @@ def test_haresources_per_node_when_interfaces_differ():
 def test_resource_group_order_and_extra_resources():
     spec, _values, _ = stack("tutorial")
     group = heartbeat.resource_group(spec, extra_resources=["apache2"])
-    assert [g.split("::")[0] for g in group] == ["ovh-failover-ip", "drbddisk", "Filesystem", "apache2", "MailTo"]
+    assert [g.split("::")[0] for g in group] == ["drbddisk", "Filesystem", "ovh-failover-ip", "apache2", "MailTo"]
 
 
 def test_agent_argv_is_what_haresources_passes():
@@ -123,6 +123,22 @@ def test_drbd_file_refused_when_drbd_is_off():
     spec, _values, _ = stack("lab")
     with pytest.raises(ValueError, match="drbd.enabled: false"):
         drbd.resource_file(spec)
+
+
+@pytest.mark.parametrize("keepalive_ms,deadtime_ms,declared,lines", [
+    (2000, 30000, (None, None), ["ping-int 10;", "ping-timeout 5;"]),     # DRBD's defaults, written out
+    (200, 800, (None, None), ["ping-int 4;", "ping-timeout 5;"]),         # sized to the recommended timings
+    (200, 800, (None, 1000), ["ping-int 3;", "ping-timeout 10;"]),
+    (2000, 30000, (7, 1500), ["ping-int 7;", "ping-timeout 15;"]),
+])
+def test_drbd_ping_settings_follow_heartbeat(keepalive_ms, deadtime_ms, declared, lines):
+    spec, _values, _ = stack("tutorial")
+    spec = dataclasses.replace(
+        spec, heartbeat=dataclasses.replace(spec.heartbeat, keepalive_ms=keepalive_ms, deadtime_ms=deadtime_ms),
+        drbd=dataclasses.replace(spec.drbd, ping_int_s=declared[0], ping_timeout_ms=declared[1]))
+    text = drbd.resource_file(spec)
+    net = text[text.index("  net {"):text.index("  }", text.index("  net {"))]
+    assert [line.strip() for line in net.splitlines()[-2:]] == lines
 
 
 def test_firewall_without_ipsec_still_limits_cluster_ports_to_the_peer():

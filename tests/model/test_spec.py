@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from components import check_config
-from components.spec import (CONCEALED, SECRET_KEYS, ClusterSpec, SpecError, format_duration,
-                             ipsec_generated_key_length, ipsec_key_lengths, parse_config, parse_duration_ms)
+from components.spec import (CONCEALED, SECRET_KEYS, ClusterSpec, SpecError, drbd_detection_budget_ms,
+                             drbd_ping_int_s, format_duration, format_ms, ipsec_generated_key_length,
+                             ipsec_key_lengths, parse_config, parse_drbd_ping_int_s, parse_drbd_ping_timeout_ms,
+                             parse_duration_ms)
 from tests.model.support import concealed_values, ssh_private_key, stack, stack_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +109,71 @@ def test_durations_as_hacf_reads_them(raw, ms):
 def test_durations_render_back(ms, text):
     assert format_duration(ms) == text
     assert parse_duration_ms(text) == ms
+
+
+RECOMMENDED = {"keepalive": "200ms", "deadtime": "800ms", "warntime": "500ms", "initdead": 2}
+TUTORIAL = {"keepalive": 2, "deadtime": 30, "warntime": 6, "initdead": 60}
+
+
+@pytest.mark.parametrize("heartbeat,drbd,declared,effective", [
+    # DRBD's defaults (10 s + 500 ms) fit the tutorial's 30 s deadtime: 30 - 2 + 5 - 1 = 32 s
+    (TUTORIAL, {}, (None, None), (10, 500)),
+    # 800 ms - 200 ms + 5 s - 1 s = 4.6 s: the largest whole second with 500 ms beside it is 4
+    (RECOMMENDED, {}, (None, None), (4, 500)),
+    (RECOMMENDED, {"pingTimeout": "100ms"}, (None, 100), (4, 100)),
+    (RECOMMENDED, {"pingTimeout": "1s"}, (None, 1000), (3, 1000)),
+    (RECOMMENDED, {"pingInt": 4, "pingTimeout": "600ms"}, (4, 600), (4, 600)),    # exactly 4.6 s
+    (RECOMMENDED, {"pingInt": "2s"}, (2, None), (2, 500)),
+    ({"keepalive": "200ms", "deadtime": 1, "warntime": "500ms", "initdead": 2}, {}, (None, None), (4, 500)),
+    ({"keepalive": 2, "deadtime": 5, "warntime": 3, "initdead": 10}, {}, (None, None), (6, 500)),
+    (TUTORIAL, {"pingInt": "7", "pingTimeout": "1.5s"}, (7, 1500), (7, 1500)),
+    (TUTORIAL, {"pingInt": "31s"}, (31, None), (31, 500)),                        # 31.5 s of 32
+])
+def test_drbd_peer_loss_timings(heartbeat, drbd, declared, effective):
+    values, secret_keys = minimal()
+    values["ovh-ha-cluster:heartbeat"] = heartbeat
+    values["ovh-ha-cluster:drbd"] = {"disk": "/dev/sda3", **drbd}
+    spec = parse_config(values, secret_keys)
+    assert (spec.drbd.ping_int_s, spec.drbd.ping_timeout_ms) == declared
+    assert (drbd_ping_int_s(spec.drbd, spec.heartbeat), spec.drbd.effective_ping_timeout_ms) == effective
+    assert effective[0] * 1000 + effective[1] <= drbd_detection_budget_ms(spec.heartbeat)
+
+
+def test_drbd_ping_rule_is_not_applied_when_drbd_is_off():
+    values, secret_keys = minimal()
+    values["ovh-ha-cluster:heartbeat"] = RECOMMENDED
+    values["ovh-ha-cluster:drbd"] = {"enabled": False, "pingInt": 120, "pingTimeout": "30s"}
+    spec = parse_config(values, secret_keys)
+    assert (spec.drbd.ping_int_s, spec.drbd.ping_timeout_ms) == (120, 30000)
+
+
+def test_no_derived_ping_int_when_nothing_fits():
+    """parse_config refuses such a spec; a hand-made one makes the derivation fail rather than pick a bad value."""
+    spec = parse_config(*minimal())
+    fast = dataclasses.replace(spec.heartbeat, keepalive_ms=200, deadtime_ms=800)
+    slow = dataclasses.replace(spec.drbd, ping_timeout_ms=30000)
+    with pytest.raises(ValueError, match="no DRBD ping-int fits heartbeat deadtime 800 ms"):
+        drbd_ping_int_s(slow, fast)
+
+
+@pytest.mark.parametrize("raw,seconds", [(5, 5), ("5", 5), ("5s", 5), (" 12 S ", 12), ("2000ms", 2),
+                                         ("1500ms", None), ("5.5s", None), (5.0, None), (True, None),
+                                         ("fast", None)])
+def test_drbd_ping_int_as_written(raw, seconds):
+    assert parse_drbd_ping_int_s(raw) == seconds
+
+
+@pytest.mark.parametrize("raw,ms", [("500ms", 500), ("1s", 1000), ("1.5s", 1500), ("0.1 s", 100), ("30S", 30000),
+                                    ("550ms", 550), (5, None), ("5", None), (0.5, None), ("1.5ms", None),
+                                    ("0.0001s", None), (True, None)])
+def test_drbd_ping_timeout_as_written(raw, ms):
+    assert parse_drbd_ping_timeout_ms(raw) == ms
+
+
+@pytest.mark.parametrize("ms,text", [(500, "500ms"), (1000, "1s"), (1500, "1500ms"), (30000, "30s")])
+def test_ping_timeouts_render_back(ms, text):
+    assert format_ms(ms) == text
+    assert parse_drbd_ping_timeout_ms(text) == ms
 
 
 def test_legacy_algorithms_accepted_with_a_warning():

@@ -2,6 +2,7 @@
 
 Everything runs in throwaway network/UTS namespaces; keys reach `ip` on stdin, as on the servers.
 """
+import dataclasses
 import os
 import re
 import secrets
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from components.render import drbd, firewall, heartbeat, ipsec
+from components.render import agent, drbd, firewall, heartbeat, ipsec
 from tests.model.support import require_root, run, stack
 
 DRBD_STACKS = ("tutorial", "legacy")
@@ -50,7 +51,29 @@ def test_drbdadm_84_parses_the_resource(tmp_path, name):
         assert f"on {node.name} {{ device {spec.drbd.device} minor 0; disk {spec.drbd.disk}; meta-disk internal; " \
                f"address ipv4 {node.address}:{spec.drbd.port}; }}" in dump
     assert f"resync-rate {spec.drbd.sync_rate};" in dump and "after-sb-2pri disconnect;" in dump
+    assert "ping-int 10; ping-timeout 5;" in dump
     assert "usage-count no;" in dump
+
+
+def test_drbdadm_84_reads_ping_settings_sized_to_heartbeat(tmp_path):
+    """The recommended Heartbeat timings shorten ping-int; drbdadm takes the values in its own units."""
+    _need_drbdadm()
+    spec, _values, _ = stack("tutorial")
+    spec = dataclasses.replace(
+        spec, heartbeat=dataclasses.replace(spec.heartbeat, keepalive_ms=200, deadtime_ms=800),
+        drbd=dataclasses.replace(spec.drbd, ping_timeout_ms=1200))
+    result = run([DRBDADM_84, "-c", str(_drbd_conf(tmp_path, spec)), "dump"])
+    assert result.returncode == 0, result.stderr
+    assert "ping-int 3; ping-timeout 12;" in re.sub(r"\s+", " ", result.stdout)
+
+
+def test_drbdadm_84_refuses_a_ping_int_out_of_its_range(tmp_path):
+    """The range the spec enforces (1..120 s) is drbdadm's: one more second and it refuses the file."""
+    _need_drbdadm()
+    spec, _values, _ = stack("tutorial")
+    spec = dataclasses.replace(spec, drbd=dataclasses.replace(spec.drbd, ping_int_s=121))
+    result = run([DRBDADM_84, "-c", str(_drbd_conf(tmp_path, spec)), "dump"])
+    assert result.returncode != 0 and "ping-int 121 => 121 out of range [1..120]" in result.stderr
 
 
 def test_drbdadm_84_rejects_a_damaged_resource(tmp_path):
@@ -223,8 +246,10 @@ def test_debian_heartbeat_has_what_the_files_name():
     spec, _values, _ = stack("tutorial")
     needed = [Path("/usr/lib/heartbeat/plugins/HBcomm/ucast.so"), Path("/usr/lib/heartbeat/plugins/HBauth/sha1.so"),
               Path("/usr/libexec/heartbeat/dopd"), Path("/usr/libexec/heartbeat/drbd-peer-outdater")]
-    for resource in heartbeat.resource_group(spec)[1:]:
-        needed.append(Path("/etc/ha.d/resource.d") / resource.split("::")[0])
+    for resource in heartbeat.resource_group(spec):
+        script = resource.split("::")[0]
+        if script != agent.NAME:                 # ours: `pulumi up` installs it, no package does
+            needed.append(Path("/etc/ha.d/resource.d") / script)
     missing = [str(p) for p in needed if not p.exists()]
     assert not missing, f"missing on this host: {missing}"
     assert "ucast eth0 " in heartbeat.ha_cf(spec, "ns11111") and "1 sha1 " in heartbeat.authkeys("k" * 16)

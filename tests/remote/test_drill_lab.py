@@ -10,26 +10,17 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 from tests.remote.conftest import lab_run
 from tests.remote.test_cluster_lab import heartbeat_running, lab_stack
 from tests.support.engine import REPO
+from tests.support.emulator import EMULATOR, lab_api
 
 HOSTS = ("ns11111", "ns22222")
 CIDR = "203.0.113.10/32"
-EMULATOR = "http://127.0.0.1:18080/1.0"
 STATUS = f"/etc/ha.d/resource.d/ovh-failover-ip {CIDR} eth0 status"
-
-
-def lab_api(path: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(EMULATOR + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read().decode())
 
 
 def move_calls(since: float) -> list:

@@ -38,13 +38,13 @@ def program_copy(dest: Path) -> Path:
     return dest
 
 
-def lab_stack(tmp: Path, ssh_key_file: str, name: str = "lab", tweak=None) -> "Stack":
-    """A stack named like the lab's with Pulumi.lab.yaml's config (its secrets decrypt with the lab passphrase),
-    in its own backend under tmp; each SSH handshake is traced to tmp/ssh-trace.log."""
+def lab_stack(tmp: Path, ssh_key_file: str, name: str = "lab", tweak=None, source: str = "lab") -> "Stack":
+    """A stack named like the lab's with Pulumi.<source>.yaml's config (its secrets decrypt with the lab
+    passphrase), in its own backend under tmp; each SSH handshake is traced to tmp/ssh-trace.log."""
     import yaml
 
     stack = Stack(program_copy(tmp / "src"), tmp, name=name, passphrase=LAB_PASSPHRASE)
-    config = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())
+    config = yaml.safe_load((REPO / f"Pulumi.{source}.yaml").read_text())
     config["config"]["ovh-ha-cluster:sshKeyFile"] = ssh_key_file
     if tweak:
         tweak(config["config"])
