@@ -184,9 +184,12 @@ def drbd_command(resource: str, device: str) -> str:
             f"if [ -b {d} ]; then fs=$(blkid -o value -s TYPE {d} 2>/dev/null); echo blkid=$?; echo fs=$fs; fi; "
             f"grep -q '^{d} ' /proc/mounts && echo mounted=1 || echo mounted=0; "
             # the kernel's last word on this resource's connection: a split brain DRBD left unresolved, or a
-            # connection made since (a reboot empties the log, and DRBD meets the split brain again)
-            f"dmesg 2>/dev/null | grep -E 'drbd{minor}: Split-Brain detected but unresolved|drbd {r}: conn\\( "
-            f"[A-Za-z]+ -> Connected \\)' | tail -n 1 | grep -q Split-Brain && echo splitbrain=1 || echo splitbrain=0")
+            # connection made since (a reboot empties the log, and DRBD meets the split brain again). DRBD 8.4
+            # logs a reconnection as `drbd r0: conn( ... -> Connected )`, the end of a resync as
+            # `block drbd0: conn( SyncTarget -> Connected )`
+            f"dmesg 2>/dev/null | grep -E 'drbd{minor}: Split-Brain detected but unresolved|(drbd {r}|drbd{minor}): "
+            f"conn\\( [A-Za-z]+ -> Connected \\)' | tail -n 1 | grep -q Split-Brain && echo splitbrain=1 || "
+            f"echo splitbrain=0")
 
 
 _DRBD_STATE = re.compile(r"cs:(\S+)\s+ro:(\S+)/(\S+)\s+ds:(\S+)/(\S+)")
@@ -201,11 +204,13 @@ def drbd_parse(status: int, lines: List[str]) -> dict:
             # dump-md answers 20 while the device is attached: metadata is then in use, so present
             "metadata": values.get("md") in ("0", "20"),
             "filesystem": None, "mounted": values.get("mounted") == "1",
-            "splitBrain": values.get("splitbrain") == "1"}
+            "splitBrain": False}
     match = _DRBD_STATE.search(values.get("state", ""))
     if match and match.group(1) != "Unconfigured":
         fact.update(up=True, cstate=match.group(1), role=match.group(2), peerRole=match.group(3),
-                    disk=match.group(4), peerDisk=match.group(5), metadata=True)
+                    disk=match.group(4), peerDisk=match.group(5), metadata=True,
+                    # a split brain is what keeps the pair apart: once connected again it is resolved
+                    splitBrain=values.get("splitbrain") == "1" and match.group(1) == "StandAlone")
     blkid = values.get("blkid")
     if blkid == "0":
         fact["filesystem"] = values.get("fs") or "unknown"

@@ -650,6 +650,10 @@ class _DrbdProvider(ResourceProvider):
             pending = bool(plans.plan_drbd(desired, {**_EMPTY_DRBD, **observed}))
         except KeyError:
             pending = True
+        except plans.PlanError:
+            # e.g. a split brain: `refresh --run-program` diffs too and must still record it; `up` refuses in
+            # update, before any DRBD command, and the plan shows why through the drift
+            pending = True
         return DiffResult(changes=pending or bool(_changed(olds, news, ("device", "connection", "hostKey"))))
 
     def update(self, _id, _olds, news):

@@ -119,3 +119,35 @@ def test_xfrm_probe_live_policies(netns):
          "tmpl": [{"src": "192.0.2.11", "dst": "192.0.2.22", "proto": "esp", "mode": "transport"}]},
         {"src": "192.0.2.22/32", "dst": "192.0.2.11/32", "dir": "in",
          "tmpl": [{"src": "192.0.2.22", "dst": "192.0.2.11", "proto": "esp", "mode": "transport"}]}]}
+
+
+# the kernel's lines for resource r0 (minor 0), as DRBD 8.4.11 logs them (captured in the VM lab)
+_SPLIT = "block drbd0: Split-Brain detected but unresolved, dropping connection!"
+_RESYNCED = "block drbd0: conn( SyncTarget -> Connected ) disk( Inconsistent -> UpToDate )"
+_RECONNECTED = "drbd r0: conn( WFReportParams -> Connected ) peer( Unknown -> Secondary )"
+
+
+@pytest.mark.parametrize("kernel, expected", [
+    ([_RECONNECTED], "0"),
+    ([_RECONNECTED, "drbd r0: conn( Connected -> Disconnecting )", _SPLIT], "1"),
+    ([_SPLIT, "block drbd0: conn( WFBitMapT -> WFSyncUUID )", _RESYNCED], "0"),
+    ([_SPLIT, _RECONNECTED], "0"),
+    ([_SPLIT, "drbd r0: conn( WFConnection -> WFReportParams ) ",
+      "block drbd0: Split-Brain detected, manually solved. Sync from peer node",
+      "block drbd0: conn( WFSyncUUID -> SyncTarget ) disk( Outdated -> Inconsistent ) ", _RESYNCED + " "], "0"),
+    ([_SPLIT, "block drbd1: conn( SyncTarget -> Connected )", "drbd r1: conn( WFReportParams -> Connected )"], "1"),
+    ([], "0"),
+], ids=["connected", "split-brain-last", "resynced-since", "reconnected-since", "discarded-and-resynced",
+        "other-resource", "empty-log"])
+def test_drbd_probe_reads_the_split_brain_from_the_kernel_log(tmp_path, kernel, expected):
+    """The probe's dmesg pipeline, run for real with the kernel's lines from a stand-in `dmesg` on PATH (this
+    machine has no DRBD); the parser only believes it while the resource is StandAlone (cases above)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kernel.log").write_text("".join(f"[  98.0{i}] {line}\n" for i, line in enumerate(kernel)))
+    (bin_dir / "dmesg").write_text(f"#!/bin/sh\ncat {bin_dir / 'kernel.log'}\n")
+    (bin_dir / "dmesg").chmod(0o755)
+    command = facts.command_for("drbd", "r0", "/dev/drbd0")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert f"splitbrain={expected}" in done.stdout.splitlines(), done.stdout

@@ -83,3 +83,15 @@ def test_every_plan_has_a_no_change_case():
         if path.stem.endswith("no-change"):
             case = json.loads(path.read_text())
             assert case["steps"] == [], path
+
+
+def test_drbd_diff_of_a_split_brain_is_a_pending_change_not_an_error():
+    """`refresh --run-program` diffs every resource: a split brain must be recorded, not crash the refresh;
+    the refusal is `up`'s (the split-brain-standalone case above), before any DRBD command runs."""
+    from components.remote.resources import _DrbdProvider
+
+    case = json.loads((Path(__file__).parent / "plans" / "plan_drbd" / "split-brain-standalone.json").read_text())
+    props = {"resource": "r0", "device": "/dev/drbd0", "fsType": "ext4", "initialPrimary": True,
+             "connection": {"node": "ns11111"}}
+    result = _DrbdProvider().diff("ns11111:drbd:r0", {**props, "observed": case["fact"]}, props)
+    assert result.changes is True and not result.replaces

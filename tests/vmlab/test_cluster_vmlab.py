@@ -221,17 +221,40 @@ def sms_since(epoch: float) -> list:
 
 
 def split_brain_steps(survivor: str, victim: str) -> list:
-    """README, "Split brain": the commands, node by node, that keep the survivor's writes."""
+    """README, "Split brain": the commands, node by node, that keep the survivor's writes and discard the
+    victim's."""
     return [(victim, "service heartbeat stop"),
             (victim, "drbdadm secondary r0"),
             (victim, "drbdadm connect --discard-my-data r0"),
             (survivor, "drbdadm cstate r0 | grep -qx StandAlone && drbdadm connect r0 || true")]
 
 
+def heartbeat_said(vms) -> str:
+    pattern = "partition|own|Giving up|acquir|releas|Restart|restart|shutdown"
+    return "\n".join(f"{n}:\n" + run(vms, n, f"grep -a -E '{pattern}' /var/log/ha-log | tail -n 20", check=False)
+                     for n in NODES)
+
+
+def settled_holder(vms, stable: float = 20.0, seconds: float = 300.0) -> list:
+    """The nodes serving once the same single node has served for `stable` seconds in a row (Heartbeat gives
+    everything up on both nodes and restarts after a partition: the first holder seen may be on its way out)."""
+    deadline, since, last = time.monotonic() + seconds, None, None
+    while time.monotonic() < deadline:
+        now = [n for n in NODES if serving(vms, n)]
+        if now != last:
+            since, last = time.monotonic(), now
+        elif len(now) == 1 and time.monotonic() - since >= stable:
+            return now
+        time.sleep(2)
+    raise AssertionError(f"Heartbeat did not settle with one node serving within {seconds:g} s (last: {last})\n"
+                         f"{heartbeat_said(vms)}")
+
+
 def test_partition_is_reported_and_recovered_by_the_readme_steps(vms, stack):
-    """The link cut with both VMs alive. Reported, not hidden: both become DRBD Primary, the standby's takeover
-    moves the IP and alerts, refresh shows both primaries; once the link is back DRBD finds the split brain,
-    refresh says so and `up` refuses to choose; the README's steps recover with the survivor's data."""
+    """The link cut with both VMs alive. Reported, not hidden: the standby takes the group too (both DRBD
+    Primary, the IP moved to it, its alerts sent) and refresh shows two primaries; once the link is back DRBD
+    finds the split brain and mails it, refresh says so per node and `up` refuses to choose; the README's
+    steps keep the node OVH routes the IP to and discard the other's writes."""
     assert serving(vms, "ns22222") and drbd(vms, "ns11111")["role"] == "Secondary"
     mails, t0 = mail_ids(), time.time()
     kept = run(vms, "ns22222", "sha256sum /data/drill-*.rec")
@@ -247,8 +270,9 @@ def test_partition_is_reported_and_recovered_by_the_readme_steps(vms, stack):
         takeover_mail = new_mail(mails, lambda m: "ns11111" in (m.get("subject") or ""))
         print(f"takeover alert during the partition: {takeover_mail['subject']!r}")
         assert [j for j in sms_since(t0) if (j.get("message") or "").startswith("ns11111 ")], lab_api("/lab/sms")
-        # the writes each side takes now are the ones a split brain will make someone discard
-        run(vms, "ns11111", "echo written-on-ns11111-during-the-partition > /data/partition-ns11111.txt; sync")
+        # the writes each side takes now: a split brain means someone's will be discarded
+        for node in NODES:
+            run(vms, node, f"echo written on {node} during the partition > /data/partition-{node}.txt; sync")
         stack.pulumi("refresh", "--yes", "--run-program", timeout=900)
         outputs = stack.outputs()
         print(f"stack outputs during the partition: drbd {outputs['drbd']}, routedTo {outputs['routedTo']}")
@@ -258,19 +282,25 @@ def test_partition_is_reported_and_recovered_by_the_readme_steps(vms, stack):
         restored = vmlab("link", "up")
     assert restored.returncode == 0, restored.stdout + restored.stderr
 
-    # the link is back: DRBD meets data written on both sides and drops the connection on both
+    # the link is back: DRBD meets data written on both sides and drops the connection on both; Heartbeat
+    # meets a peer "returning after partition", gives everything up on both nodes and starts again
     wait_until("DRBD StandAlone on both nodes after the split brain",
                lambda: all(drbd(vms, n)["cstate"] == "StandAlone" for n in NODES), seconds=120)
-    after = {n: drbd(vms, n) for n in NODES}
-    logs = {n: run(vms, n, "grep -a -E 'partition|own|Giving up|acquire|releas' /var/log/ha-log | tail -n 15",
-                   check=False) for n in NODES}
-    print(f"after the link came back: {after}\nHeartbeat said:\n" + "\n".join(f"{n}:\n{t}" for n, t in logs.items()))
     alert = new_mail(mails, lambda m: (m.get("subject") or "").startswith("DRBD split brain"))
     print(f"split-brain alert: {alert['subject']!r} to {alert['rcptTos']}")
+    holder = settled_holder(vms)
+    settled = {n: drbd(vms, n) for n in NODES}
+    print(f"after the link came back: {settled}; serving {holder}; OVH routes the IP to {routed_to()}\n"
+          f"Heartbeat said:\n{heartbeat_said(vms)}")
+    assert len(holder) == 1 and all(settled[n]["cstate"] == "StandAlone" for n in NODES)
+    survivor = holder[0]
+    victim = PEER[survivor]
+    assert routed_to() == f"{survivor}.ovh.net"
     gis = {n: generation(vms, n) for n in NODES}
 
-    refreshed = stack.pulumi("refresh", "--yes", "--run-program", timeout=900)
+    stack.pulumi("refresh", "--yes", "--run-program", timeout=900)
     outputs = stack.outputs()
+    print(f"stack outputs after the split brain: {json.dumps(outputs['nodes'])}")
     assert {n: outputs["nodes"][n]["drbdSplitBrain"] for n in NODES} == {"ns11111": True, "ns22222": True}
     assert {n: outputs["nodes"][n]["drbdConnection"] for n in NODES} == {"ns11111": "StandAlone",
                                                                         "ns22222": "StandAlone"}
@@ -279,31 +309,30 @@ def test_partition_is_reported_and_recovered_by_the_readme_steps(vms, stack):
     refused = stack.pulumi("up", "--yes", check=False, timeout=900)
     assert refused.returncode != 0 and "split brain here" in refused.stdout + refused.stderr
     assert {n: generation(vms, n) for n in NODES} == gis          # `up` discarded nobody's writes
-    del refreshed
 
-    # recovery (README, "Split brain"): keep the node OVH routes the IP to... here the operator keeps ns22222,
-    # whose records the drill proved, and discards what ns11111 took during the partition
-    survivor, victim = "ns22222", "ns11111"
+    # recovery (README, "Split brain"): keep the node OVH routes the IP to, discard the other's writes
     for node, command in split_brain_steps(survivor, victim):
-        run(vms, node, command, timeout=120)
+        run(vms, node, command, timeout=180)
     wait_until("DRBD connected and in sync again",
                lambda: drbd(vms, victim) == {"role": "Secondary", "cstate": "Connected", "disk": "UpToDate",
                                              "mounted": False}
                and drbd(vms, survivor)["cstate"] == "Connected")
-    if not serving(vms, survivor):      # Heartbeat may have let the group go at the heal
-        run(vms, survivor, "/usr/share/heartbeat/hb_takeover all")
-    wait_until(f"{survivor} serves again", lambda: serving(vms, survivor))
-    # OVH still routes the IP to the victim's last takeover: the resource script's start claims it back
-    run(vms, survivor, f"/etc/ha.d/resource.d/ovh-failover-ip {CIDR} eth0 start", timeout=180)
-    assert routed_to() == f"{survivor}.ovh.net"
+    assert serving(vms, survivor) and routed_to() == f"{survivor}.ovh.net"
     run(vms, victim, "service heartbeat start")
+    for node in NODES:      # what the split-brain probe reads (facts.drbd_command), for the record
+        print(f"{node} kernel log:\n" + run(vms, node, "dmesg | grep -E 'drbd' | tail -n 40", check=False))
     assert run(vms, survivor, "sha256sum /data/drill-*.rec") == kept
-    assert run(vms, survivor, "test -e /data/partition-ns11111.txt || echo discarded").strip() == "discarded"
+    assert run(vms, survivor, f"cat /data/partition-{survivor}.txt").strip() == \
+        f"written on {survivor} during the partition"
+    assert run(vms, survivor, f"test -e /data/partition-{victim}.txt || echo discarded").strip() == "discarded"
     stack.pulumi("up", "--yes", "--refresh", timeout=1800)
     outputs = stack.outputs()
     assert {n: outputs["nodes"][n]["drbdSplitBrain"] for n in NODES} == {"ns11111": False, "ns22222": False}
-    assert outputs["drbd"]["primaries"] == [survivor]
+    assert outputs["drbd"]["primaries"] == [survivor] and outputs["activeNode"] == survivor
     stack.pulumi("preview", "--expect-no-changes", timeout=900)
+    wait_until(f"{victim}'s Heartbeat running and {survivor} still serving",
+               lambda: run(vms, victim, "systemctl is-active heartbeat", check=False).strip() == "active"
+               and serving(vms, survivor), seconds=60)
 
 
 # -- destroy -----------------------------------------------------------------------------------------------
@@ -318,8 +347,11 @@ def test_destroy_leaves_drbd_metadata_and_data_in_place(vms, stack):
     """Heartbeat stopped by hand first (an unmount writes the filesystem's superblock, legitimately): then
     everything `destroy` does must leave the disks as they were, byte for byte in the data area, and the
     metadata with the same generation identifiers."""
-    records = run(vms, "ns22222", "sha256sum /data/drill-*.rec")
-    for node in ("ns11111", "ns22222"):                 # the standby first, then the active node
+    active = [n for n in NODES if serving(vms, n)]
+    assert len(active) == 1, active
+    active = active[0]
+    records = run(vms, active, "sha256sum /data/drill-*.rec")
+    for node in (PEER[active], active):                 # the standby first, then the active node
         run(vms, node, "service heartbeat stop", timeout=180)
     wait_until("both Secondary, connected, in sync",
                lambda: all(drbd(vms, n) == {"role": "Secondary", "cstate": "Connected", "disk": "UpToDate",
@@ -337,7 +369,6 @@ def test_destroy_leaves_drbd_metadata_and_data_in_place(vms, stack):
     md = {n: run(vms, n, "drbdmeta 0 v08 /dev/vdb internal get-gi").strip().split(":")[0] for n in NODES}
     assert md == gis, f"generation identifiers before {gis}, after {md}"
     # the data is readable again by hand: the records the drill proved are still there
-    run(vms, "ns22222", "drbdmeta 0 v08 /dev/vdb internal show >/dev/null")
-    got = run(vms, "ns22222", "mkdir -p /mnt/check && mount -o ro,noload -t ext4 /dev/vdb /mnt/check && "
+    got = run(vms, active, "mkdir -p /mnt/check && mount -o ro,noload -t ext4 /dev/vdb /mnt/check && "
                                "cd /mnt/check && sha256sum drill-*.rec; cd /; umount /mnt/check")
     assert got.replace("/mnt/check/", "") == records.replace("/data/", "")
