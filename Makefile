@@ -72,7 +72,10 @@ stack: engine venv
 LAB ?= netns
 demo:
 ifeq ($(LAB),vm)
-	@$(MAKE) -s vmlab-up
+	@# from down, `vmlab up` makes fresh disks: the stack's state describes servers that are gone, so it goes
+	@# (local stack, config kept); one VM restarted on its own disks keeps its state
+	@rc=0; $(PYTHON) -m vmlab status >/dev/null 2>&1 || rc=$$?; $(MAKE) -s vmlab-up && \
+	 if [ $$rc = 3 ]; then $(RUN) pulumi stack rm vmlab --yes --force --preserve-config >/dev/null 2>&1 || true; fi
 	@$(MAKE) -s stack STACK=vmlab
 	$(MAKE) -s up STACK=vmlab YES=1 REFRESH=1
 else ifeq ($(LAB),netns)

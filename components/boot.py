@@ -1,7 +1,7 @@
 """The node's network security at boot: the IPsec SAs and the firewall loaded before DRBD and Heartbeat start
 (components/render/boot.py says why)."""
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import pulumi
 
@@ -12,14 +12,13 @@ from components.render import boot as render
 @dataclass(frozen=True)
 class NetworkAtBootArgs:
     nodes: Mapping[str, object] = field(default_factory=dict)    # name -> components.node.Node
-    after: Sequence[pulumi.Resource] = ()                         # what writes the files it loads
 
 
 class NetworkAtBoot(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkAtBootArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ovh-ha:boot:NetworkAtBoot", name, None, opts)
         for node_name, node in args.nodes.items():
-            here = pulumi.ResourceOptions(parent=self, depends_on=[*node.ready, *args.after])
+            here = pulumi.ResourceOptions(parent=self, depends_on=node.ready)
             files = [RemoteFile(f"{name}-{node_name}-script", node, render.SCRIPT_PATH, render.init_script(),
                                 mode="0755", opts=here),
                      RemoteFile(f"{name}-{node_name}-unit", node, render.UNIT_PATH, render.unit(), opts=here)]

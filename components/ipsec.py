@@ -40,7 +40,6 @@ class IpsecLink(pulumi.ComponentResource):
             node.name: pulumi.Output.secret(all_keys.apply(lambda k, n=node.name: render.xfrm_batch(spec, n, k)))
             for node in spec.nodes
         }
-        self.files = {}
         for node_name, node in args.nodes.items():
             commands = render.xfrm_commands(spec, node_name)
             tokens = sorted({w for argv in commands for w in argv if w.startswith("@") and w.endswith("@")})
@@ -49,9 +48,8 @@ class IpsecLink(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=node.ready))
             # the same SAs and policies for the node's next boot (components/boot.py loads them)
             here = pulumi.ResourceOptions(parent=self, depends_on=node.ready)
-            self.files[node_name] = [
-                RemoteFile(f"{name}-{node_name}-xfrm-file", node, boot.XFRM_PATH, self.xfrm[node_name], mode="0600",
-                           secret=True, opts=here),
-                RemoteFile(f"{name}-{node_name}-xfrm-delete-file", node, boot.XFRM_DELETE_PATH,
-                           render.xfrm_delete_batch(spec, node_name), mode="0600", opts=here)]
+            RemoteFile(f"{name}-{node_name}-xfrm-file", node, boot.XFRM_PATH, self.xfrm[node_name], mode="0600",
+                       secret=True, opts=here)
+            RemoteFile(f"{name}-{node_name}-xfrm-delete-file", node, boot.XFRM_DELETE_PATH,
+                       render.xfrm_delete_batch(spec, node_name), mode="0600", opts=here)
         self.register_outputs({"spis": self.spis, "xfrm": self.xfrm})

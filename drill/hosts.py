@@ -7,8 +7,10 @@ back does what its reboot would: the stale address and the resource agents' stat
 drill is asked to keep them, to prove that a split brain is caught), the link and its routes come back,
 Heartbeat starts.
 """
+import json
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -195,17 +197,12 @@ class VmHosts(SshHosts):
     kind = "vm"
     crash_kind = "power cut: its qemu killed"
 
-    def __init__(self, targets: dict, failover_cidr: str, keep_stale_address: bool = False):
-        super().__init__(targets, failover_cidr, keep_stale_address=keep_stale_address)
-
     @classmethod
     def from_lab(cls, spec, failover_cidr: str, keep_stale_address: bool = False) -> "VmHosts":
-        import json as _json
-
         from components.remote.ssh import Target
         from vmlab.layout import Layout
 
-        info = _json.loads(Layout().hosts_json.read_text())
+        info = json.loads(Layout().hosts_json.read_text())
         by_port = {h["sshPort"]: h for h in info["hosts"]}
         targets = {}
         for n in spec.nodes:
@@ -218,7 +215,6 @@ class VmHosts(SshHosts):
         return cls(targets, failover_cidr, keep_stale_address=keep_stale_address)
 
     def _vmlab(self, *args: str, timeout: float) -> str:
-        import sys
         proc = subprocess.run([sys.executable, "-m", "vmlab", *args], cwd=REPO, capture_output=True, text=True,
                               timeout=timeout)
         if proc.returncode != 0:

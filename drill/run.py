@@ -143,14 +143,14 @@ class Drill:
         status, text = self.hosts.run(node, facts.command_for(fact, *args), timeout=20)
         return facts.parse(fact, status, text.splitlines())
 
+    def holds(self, node: str) -> bool:
+        try:
+            return self._fact(node, "group", SCRIPT_PATH, self.cidr, self.spec.node(node).interface)["holds"]
+        except Exception:  # a crashed node does not answer: it holds nothing anyone can reach
+            return False
+
     def holders(self) -> Dict[str, bool]:
-        out = {}
-        for node in self.spec.nodes:
-            try:
-                out[node.name] = self._fact(node.name, "group", SCRIPT_PATH, self.cidr, node.interface)["holds"]
-            except Exception:  # a crashed node does not answer: it holds nothing anyone can reach
-                out[node.name] = False
-        return out
+        return {node.name: self.holds(node.name) for node in self.spec.nodes}
 
     def heartbeat_running(self, node: str) -> bool:
         return self._fact(node, "service", "heartbeat", HEARTBEAT_PIDFILE)["running"]
@@ -162,7 +162,7 @@ class Drill:
     def serving(self, node: str) -> bool:
         """The node holds the group: the failover IP (its resource script's status) and, with DRBD, the
         device Primary and mounted; in the lab, OVH also routes the IP to it."""
-        if not self.holders()[node]:
+        if not self.holds(node):       # this node only: the other may be the one that just crashed
             return False
         drbd = self.spec.drbd
         if drbd.enabled:

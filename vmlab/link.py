@@ -38,11 +38,3 @@ def is_cut() -> bool:
     result = subprocess.run(["nft", "list", "table", *TABLE.split()], capture_output=True, text=True, timeout=30)
     return result.returncode == 0
 
-
-def dropped() -> int:
-    """Frames dropped since the cut (0 when the link is whole)."""
-    result = subprocess.run(["nft", "list", "table", *TABLE.split()], capture_output=True, text=True, timeout=30)
-    for word_index, word in enumerate(result.stdout.split()):
-        if word == "packets":
-            return int(result.stdout.split()[word_index + 1])
-    return 0
